@@ -1,0 +1,75 @@
+// Command deputyd is Deputy's root daemon: it serves the Exec API on a Unix
+// socket and runs each agent's commands under the agent's own uid, confined
+// and audited.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/deputyhq/deputy/daemon"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	fs := flag.NewFlagSet("deputyd", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: deputyd [--config FILE] [--socket PATH] [--profiles DIR] [--state DIR]
+
+deputyd runs commands for AI agents under each agent's own unprivileged uid,
+confined by namespaces, cgroups, Landlock and seccomp. It must run as root.
+
+The config file (YAML) holds socket, profiles, state, protectedPaths,
+auditors, allowWeakerEnforcement, maxConcurrentExecs and cgroupRoot; the
+flags below override it. SIGHUP reloads the profiles (an invalid set is
+rejected and the old one stays); SIGTERM shuts down cleanly.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	configPath := fs.String("config", "", "config `file` (YAML)")
+	var over daemon.Config
+	fs.StringVar(&over.Socket, "socket", "", "Unix socket `path` (default "+daemon.DefaultSocket+")")
+	fs.StringVar(&over.Profiles, "profiles", "", "profiles `directory` (default "+daemon.DefaultProfiles+")")
+	fs.StringVar(&over.State, "state", "", "state `directory` (default "+daemon.DefaultState+")")
+	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
+	version := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "deputyd: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if *version {
+		fmt.Println("deputyd", daemon.Version)
+		return 0
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "deputyd: --log-level: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	cfg, err := daemon.LoadConfig(*configPath, over)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "deputyd: %v\n", err)
+		return 1
+	}
+	if err := daemon.Run(context.Background(), cfg, log); err != nil {
+		fmt.Fprintf(os.Stderr, "deputyd: %v\n", err)
+		return 1
+	}
+	return 0
+}

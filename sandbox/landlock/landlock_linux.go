@@ -11,7 +11,7 @@ import (
 
 const (
 	accessRead golandlock.AccessFSSet = ll.AccessFSReadFile | ll.AccessFSReadDir
-	accessExec = accessRead | ll.AccessFSExecute
+	accessExec                        = accessRead | ll.AccessFSExecute
 	// accessWrite deliberately leaves out MakeChar and MakeBlock (device
 	// nodes) and IoctlDev: no agent needs them.
 	accessWrite = accessRead | ll.AccessFSWriteFile | ll.AccessFSRemoveDir | ll.AccessFSRemoveFile |

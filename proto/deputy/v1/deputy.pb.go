@@ -987,6 +987,297 @@ func (x *Layer) GetConsequence() string {
 	return ""
 }
 
+// AuditQuery selects audit records; empty fields match everything.
+type AuditQuery struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Agent         string                 `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
+	ExecId        string                 `protobuf:"bytes,2,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
+	CorrelationId string                 `protobuf:"bytes,3,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	Since         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=since,proto3" json:"since,omitempty"`
+	Until         *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=until,proto3" json:"until,omitempty"`
+	Action        string                 `protobuf:"bytes,6,opt,name=action,proto3" json:"action,omitempty"`
+	Syscall       string                 `protobuf:"bytes,7,opt,name=syscall,proto3" json:"syscall,omitempty"`
+	Result        string                 `protobuf:"bytes,8,opt,name=result,proto3" json:"result,omitempty"`
+	// follow keeps the stream open and sends records as they are written.
+	Follow bool `protobuf:"varint,9,opt,name=follow,proto3" json:"follow,omitempty"`
+	// from_seq skips records before this sequence number.
+	FromSeq       uint64 `protobuf:"varint,10,opt,name=from_seq,json=fromSeq,proto3" json:"from_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditQuery) Reset() {
+	*x = AuditQuery{}
+	mi := &file_deputy_v1_deputy_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditQuery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditQuery) ProtoMessage() {}
+
+func (x *AuditQuery) ProtoReflect() protoreflect.Message {
+	mi := &file_deputy_v1_deputy_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditQuery.ProtoReflect.Descriptor instead.
+func (*AuditQuery) Descriptor() ([]byte, []int) {
+	return file_deputy_v1_deputy_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *AuditQuery) GetAgent() string {
+	if x != nil {
+		return x.Agent
+	}
+	return ""
+}
+
+func (x *AuditQuery) GetExecId() string {
+	if x != nil {
+		return x.ExecId
+	}
+	return ""
+}
+
+func (x *AuditQuery) GetCorrelationId() string {
+	if x != nil {
+		return x.CorrelationId
+	}
+	return ""
+}
+
+func (x *AuditQuery) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *AuditQuery) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *AuditQuery) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditQuery) GetSyscall() string {
+	if x != nil {
+		return x.Syscall
+	}
+	return ""
+}
+
+func (x *AuditQuery) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *AuditQuery) GetFollow() bool {
+	if x != nil {
+		return x.Follow
+	}
+	return false
+}
+
+func (x *AuditQuery) GetFromSeq() uint64 {
+	if x != nil {
+		return x.FromSeq
+	}
+	return 0
+}
+
+// AuditRecord is one record exactly as stored: a JSON object whose fields
+// are documented in the README (seq, timestamp, principal_type, ...,
+// hash, prev_hash). Keeping the stored bytes lets a client re-verify the
+// hash itself.
+type AuditRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Json          []byte                 `protobuf:"bytes,1,opt,name=json,proto3" json:"json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditRecord) Reset() {
+	*x = AuditRecord{}
+	mi := &file_deputy_v1_deputy_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditRecord) ProtoMessage() {}
+
+func (x *AuditRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_deputy_v1_deputy_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
+func (*AuditRecord) Descriptor() ([]byte, []int) {
+	return file_deputy_v1_deputy_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *AuditRecord) GetJson() []byte {
+	if x != nil {
+		return x.Json
+	}
+	return nil
+}
+
+type VerifyAuditRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyAuditRequest) Reset() {
+	*x = VerifyAuditRequest{}
+	mi := &file_deputy_v1_deputy_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyAuditRequest) ProtoMessage() {}
+
+func (x *VerifyAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_deputy_v1_deputy_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyAuditRequest.ProtoReflect.Descriptor instead.
+func (*VerifyAuditRequest) Descriptor() ([]byte, []int) {
+	return file_deputy_v1_deputy_proto_rawDescGZIP(), []int{15}
+}
+
+// VerifyAuditResponse is the result of walking the whole chain.
+type VerifyAuditResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ok is true when the chain is intact (a truncated tail, which a crash
+	// can leave, still counts as intact and is reported in truncated_tail).
+	Ok            bool   `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
+	Records       uint64 `protobuf:"varint,2,opt,name=records,proto3" json:"records,omitempty"`
+	Files         uint32 `protobuf:"varint,3,opt,name=files,proto3" json:"files,omitempty"`
+	TruncatedTail bool   `protobuf:"varint,4,opt,name=truncated_tail,json=truncatedTail,proto3" json:"truncated_tail,omitempty"`
+	// problem names the first bad record and what is wrong with it.
+	Problem       string `protobuf:"bytes,5,opt,name=problem,proto3" json:"problem,omitempty"`
+	LastHash      string `protobuf:"bytes,6,opt,name=last_hash,json=lastHash,proto3" json:"last_hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyAuditResponse) Reset() {
+	*x = VerifyAuditResponse{}
+	mi := &file_deputy_v1_deputy_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyAuditResponse) ProtoMessage() {}
+
+func (x *VerifyAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_deputy_v1_deputy_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyAuditResponse.ProtoReflect.Descriptor instead.
+func (*VerifyAuditResponse) Descriptor() ([]byte, []int) {
+	return file_deputy_v1_deputy_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *VerifyAuditResponse) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *VerifyAuditResponse) GetRecords() uint64 {
+	if x != nil {
+		return x.Records
+	}
+	return 0
+}
+
+func (x *VerifyAuditResponse) GetFiles() uint32 {
+	if x != nil {
+		return x.Files
+	}
+	return 0
+}
+
+func (x *VerifyAuditResponse) GetTruncatedTail() bool {
+	if x != nil {
+		return x.TruncatedTail
+	}
+	return false
+}
+
+func (x *VerifyAuditResponse) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
+func (x *VerifyAuditResponse) GetLastHash() string {
+	if x != nil {
+		return x.LastHash
+	}
+	return ""
+}
+
 var File_deputy_v1_deputy_proto protoreflect.FileDescriptor
 
 const file_deputy_v1_deputy_proto_rawDesc = "" +
@@ -1057,11 +1348,37 @@ const file_deputy_v1_deputy_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06active\x18\x02 \x01(\bR\x06active\x12\x16\n" +
 	"\x06detail\x18\x03 \x01(\tR\x06detail\x12 \n" +
-	"\vconsequence\x18\x04 \x01(\tR\vconsequence2\xc6\x01\n" +
+	"\vconsequence\x18\x04 \x01(\tR\vconsequence\"\xc3\x02\n" +
+	"\n" +
+	"AuditQuery\x12\x14\n" +
+	"\x05agent\x18\x01 \x01(\tR\x05agent\x12\x17\n" +
+	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12%\n" +
+	"\x0ecorrelation_id\x18\x03 \x01(\tR\rcorrelationId\x120\n" +
+	"\x05since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
+	"\x05until\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x16\n" +
+	"\x06action\x18\x06 \x01(\tR\x06action\x12\x18\n" +
+	"\asyscall\x18\a \x01(\tR\asyscall\x12\x16\n" +
+	"\x06result\x18\b \x01(\tR\x06result\x12\x16\n" +
+	"\x06follow\x18\t \x01(\bR\x06follow\x12\x19\n" +
+	"\bfrom_seq\x18\n" +
+	" \x01(\x04R\afromSeq\"!\n" +
+	"\vAuditRecord\x12\x12\n" +
+	"\x04json\x18\x01 \x01(\fR\x04json\"\x14\n" +
+	"\x12VerifyAuditRequest\"\xb3\x01\n" +
+	"\x13VerifyAuditResponse\x12\x0e\n" +
+	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x18\n" +
+	"\arecords\x18\x02 \x01(\x04R\arecords\x12\x14\n" +
+	"\x05files\x18\x03 \x01(\rR\x05files\x12%\n" +
+	"\x0etruncated_tail\x18\x04 \x01(\bR\rtruncatedTail\x12\x18\n" +
+	"\aproblem\x18\x05 \x01(\tR\aproblem\x12\x1b\n" +
+	"\tlast_hash\x18\x06 \x01(\tR\blastHash2\xd3\x02\n" +
 	"\x06Deputy\x12;\n" +
 	"\x04Exec\x12\x16.deputy.v1.ExecRequest\x1a\x17.deputy.v1.ExecResponse(\x010\x01\x12@\n" +
 	"\aVersion\x12\x19.deputy.v1.VersionRequest\x1a\x1a.deputy.v1.VersionResponse\x12=\n" +
-	"\x06Doctor\x12\x18.deputy.v1.DoctorRequest\x1a\x19.deputy.v1.DoctorResponseB5Z3github.com/deputyhq/deputy/proto/deputy/v1;deputyv1b\x06proto3"
+	"\x06Doctor\x12\x18.deputy.v1.DoctorRequest\x1a\x19.deputy.v1.DoctorResponse\x12=\n" +
+	"\n" +
+	"QueryAudit\x12\x15.deputy.v1.AuditQuery\x1a\x16.deputy.v1.AuditRecord0\x01\x12L\n" +
+	"\vVerifyAudit\x12\x1d.deputy.v1.VerifyAuditRequest\x1a\x1e.deputy.v1.VerifyAuditResponseB5Z3github.com/deputyhq/deputy/proto/deputy/v1;deputyv1b\x06proto3"
 
 var (
 	file_deputy_v1_deputy_proto_rawDescOnce sync.Once
@@ -1075,7 +1392,7 @@ func file_deputy_v1_deputy_proto_rawDescGZIP() []byte {
 	return file_deputy_v1_deputy_proto_rawDescData
 }
 
-var file_deputy_v1_deputy_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_deputy_v1_deputy_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_deputy_v1_deputy_proto_goTypes = []any{
 	(*ExecRequest)(nil),           // 0: deputy.v1.ExecRequest
 	(*ExecStart)(nil),             // 1: deputy.v1.ExecStart
@@ -1090,35 +1407,45 @@ var file_deputy_v1_deputy_proto_goTypes = []any{
 	(*DoctorRequest)(nil),         // 10: deputy.v1.DoctorRequest
 	(*DoctorResponse)(nil),        // 11: deputy.v1.DoctorResponse
 	(*Layer)(nil),                 // 12: deputy.v1.Layer
-	nil,                           // 13: deputy.v1.ExecStart.EnvEntry
-	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*AuditQuery)(nil),            // 13: deputy.v1.AuditQuery
+	(*AuditRecord)(nil),           // 14: deputy.v1.AuditRecord
+	(*VerifyAuditRequest)(nil),    // 15: deputy.v1.VerifyAuditRequest
+	(*VerifyAuditResponse)(nil),   // 16: deputy.v1.VerifyAuditResponse
+	nil,                           // 17: deputy.v1.ExecStart.EnvEntry
+	(*durationpb.Duration)(nil),   // 18: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
 }
 var file_deputy_v1_deputy_proto_depIdxs = []int32{
 	1,  // 0: deputy.v1.ExecRequest.start:type_name -> deputy.v1.ExecStart
 	2,  // 1: deputy.v1.ExecRequest.stdin_close:type_name -> deputy.v1.StdinClose
 	3,  // 2: deputy.v1.ExecRequest.signal:type_name -> deputy.v1.Signal
-	13, // 3: deputy.v1.ExecStart.env:type_name -> deputy.v1.ExecStart.EnvEntry
-	14, // 4: deputy.v1.ExecStart.timeout:type_name -> google.protobuf.Duration
+	17, // 3: deputy.v1.ExecStart.env:type_name -> deputy.v1.ExecStart.EnvEntry
+	18, // 4: deputy.v1.ExecStart.timeout:type_name -> google.protobuf.Duration
 	5,  // 5: deputy.v1.ExecResponse.started:type_name -> deputy.v1.Started
 	6,  // 6: deputy.v1.ExecResponse.exited:type_name -> deputy.v1.Exited
-	14, // 7: deputy.v1.Exited.duration:type_name -> google.protobuf.Duration
+	18, // 7: deputy.v1.Exited.duration:type_name -> google.protobuf.Duration
 	7,  // 8: deputy.v1.Exited.usage:type_name -> deputy.v1.ResourceUsage
-	14, // 9: deputy.v1.ResourceUsage.user_time:type_name -> google.protobuf.Duration
-	14, // 10: deputy.v1.ResourceUsage.system_time:type_name -> google.protobuf.Duration
-	15, // 11: deputy.v1.VersionResponse.started_at:type_name -> google.protobuf.Timestamp
+	18, // 9: deputy.v1.ResourceUsage.user_time:type_name -> google.protobuf.Duration
+	18, // 10: deputy.v1.ResourceUsage.system_time:type_name -> google.protobuf.Duration
+	19, // 11: deputy.v1.VersionResponse.started_at:type_name -> google.protobuf.Timestamp
 	12, // 12: deputy.v1.DoctorResponse.layers:type_name -> deputy.v1.Layer
-	0,  // 13: deputy.v1.Deputy.Exec:input_type -> deputy.v1.ExecRequest
-	8,  // 14: deputy.v1.Deputy.Version:input_type -> deputy.v1.VersionRequest
-	10, // 15: deputy.v1.Deputy.Doctor:input_type -> deputy.v1.DoctorRequest
-	4,  // 16: deputy.v1.Deputy.Exec:output_type -> deputy.v1.ExecResponse
-	9,  // 17: deputy.v1.Deputy.Version:output_type -> deputy.v1.VersionResponse
-	11, // 18: deputy.v1.Deputy.Doctor:output_type -> deputy.v1.DoctorResponse
-	16, // [16:19] is the sub-list for method output_type
-	13, // [13:16] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	19, // 13: deputy.v1.AuditQuery.since:type_name -> google.protobuf.Timestamp
+	19, // 14: deputy.v1.AuditQuery.until:type_name -> google.protobuf.Timestamp
+	0,  // 15: deputy.v1.Deputy.Exec:input_type -> deputy.v1.ExecRequest
+	8,  // 16: deputy.v1.Deputy.Version:input_type -> deputy.v1.VersionRequest
+	10, // 17: deputy.v1.Deputy.Doctor:input_type -> deputy.v1.DoctorRequest
+	13, // 18: deputy.v1.Deputy.QueryAudit:input_type -> deputy.v1.AuditQuery
+	15, // 19: deputy.v1.Deputy.VerifyAudit:input_type -> deputy.v1.VerifyAuditRequest
+	4,  // 20: deputy.v1.Deputy.Exec:output_type -> deputy.v1.ExecResponse
+	9,  // 21: deputy.v1.Deputy.Version:output_type -> deputy.v1.VersionResponse
+	11, // 22: deputy.v1.Deputy.Doctor:output_type -> deputy.v1.DoctorResponse
+	14, // 23: deputy.v1.Deputy.QueryAudit:output_type -> deputy.v1.AuditRecord
+	16, // 24: deputy.v1.Deputy.VerifyAudit:output_type -> deputy.v1.VerifyAuditResponse
+	20, // [20:25] is the sub-list for method output_type
+	15, // [15:20] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_deputy_v1_deputy_proto_init() }
@@ -1144,7 +1471,7 @@ func file_deputy_v1_deputy_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_deputy_v1_deputy_proto_rawDesc), len(file_deputy_v1_deputy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,9 +25,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Deputy_Exec_FullMethodName    = "/deputy.v1.Deputy/Exec"
-	Deputy_Version_FullMethodName = "/deputy.v1.Deputy/Version"
-	Deputy_Doctor_FullMethodName  = "/deputy.v1.Deputy/Doctor"
+	Deputy_Exec_FullMethodName        = "/deputy.v1.Deputy/Exec"
+	Deputy_Version_FullMethodName     = "/deputy.v1.Deputy/Version"
+	Deputy_Doctor_FullMethodName      = "/deputy.v1.Deputy/Doctor"
+	Deputy_QueryAudit_FullMethodName  = "/deputy.v1.Deputy/QueryAudit"
+	Deputy_VerifyAudit_FullMethodName = "/deputy.v1.Deputy/VerifyAudit"
 )
 
 // DeputyClient is the client API for Deputy service.
@@ -49,6 +51,12 @@ type DeputyClient interface {
 	Version(ctx context.Context, in *VersionRequest, opts ...grpc.CallOption) (*VersionResponse, error)
 	// Doctor reports which isolation and audit layers are active on the host.
 	Doctor(ctx context.Context, in *DoctorRequest, opts ...grpc.CallOption) (*DoctorResponse, error)
+	// QueryAudit streams the audit records that match a filter, oldest
+	// first; with follow it keeps streaming new ones. Auditors only (root and
+	// the daemon config's auditors): PERMISSION_DENIED for anyone else.
+	QueryAudit(ctx context.Context, in *AuditQuery, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AuditRecord], error)
+	// VerifyAudit checks the audit log's hash chain. Auditors only.
+	VerifyAudit(ctx context.Context, in *VerifyAuditRequest, opts ...grpc.CallOption) (*VerifyAuditResponse, error)
 }
 
 type deputyClient struct {
@@ -92,6 +100,35 @@ func (c *deputyClient) Doctor(ctx context.Context, in *DoctorRequest, opts ...gr
 	return out, nil
 }
 
+func (c *deputyClient) QueryAudit(ctx context.Context, in *AuditQuery, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AuditRecord], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Deputy_ServiceDesc.Streams[1], Deputy_QueryAudit_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[AuditQuery, AuditRecord]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Deputy_QueryAuditClient = grpc.ServerStreamingClient[AuditRecord]
+
+func (c *deputyClient) VerifyAudit(ctx context.Context, in *VerifyAuditRequest, opts ...grpc.CallOption) (*VerifyAuditResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyAuditResponse)
+	err := c.cc.Invoke(ctx, Deputy_VerifyAudit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DeputyServer is the server API for Deputy service.
 // All implementations must embed UnimplementedDeputyServer
 // for forward compatibility.
@@ -111,6 +148,12 @@ type DeputyServer interface {
 	Version(context.Context, *VersionRequest) (*VersionResponse, error)
 	// Doctor reports which isolation and audit layers are active on the host.
 	Doctor(context.Context, *DoctorRequest) (*DoctorResponse, error)
+	// QueryAudit streams the audit records that match a filter, oldest
+	// first; with follow it keeps streaming new ones. Auditors only (root and
+	// the daemon config's auditors): PERMISSION_DENIED for anyone else.
+	QueryAudit(*AuditQuery, grpc.ServerStreamingServer[AuditRecord]) error
+	// VerifyAudit checks the audit log's hash chain. Auditors only.
+	VerifyAudit(context.Context, *VerifyAuditRequest) (*VerifyAuditResponse, error)
 	mustEmbedUnimplementedDeputyServer()
 }
 
@@ -129,6 +172,12 @@ func (UnimplementedDeputyServer) Version(context.Context, *VersionRequest) (*Ver
 }
 func (UnimplementedDeputyServer) Doctor(context.Context, *DoctorRequest) (*DoctorResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Doctor not implemented")
+}
+func (UnimplementedDeputyServer) QueryAudit(*AuditQuery, grpc.ServerStreamingServer[AuditRecord]) error {
+	return status.Error(codes.Unimplemented, "method QueryAudit not implemented")
+}
+func (UnimplementedDeputyServer) VerifyAudit(context.Context, *VerifyAuditRequest) (*VerifyAuditResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VerifyAudit not implemented")
 }
 func (UnimplementedDeputyServer) mustEmbedUnimplementedDeputyServer() {}
 func (UnimplementedDeputyServer) testEmbeddedByValue()                {}
@@ -194,6 +243,35 @@ func _Deputy_Doctor_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Deputy_QueryAudit_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(AuditQuery)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DeputyServer).QueryAudit(m, &grpc.GenericServerStream[AuditQuery, AuditRecord]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Deputy_QueryAuditServer = grpc.ServerStreamingServer[AuditRecord]
+
+func _Deputy_VerifyAudit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyAuditRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeputyServer).VerifyAudit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Deputy_VerifyAudit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeputyServer).VerifyAudit(ctx, req.(*VerifyAuditRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Deputy_ServiceDesc is the grpc.ServiceDesc for Deputy service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -209,6 +287,10 @@ var Deputy_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Doctor",
 			Handler:    _Deputy_Doctor_Handler,
 		},
+		{
+			MethodName: "VerifyAudit",
+			Handler:    _Deputy_VerifyAudit_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -216,6 +298,11 @@ var Deputy_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _Deputy_Exec_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "QueryAudit",
+			Handler:       _Deputy_QueryAudit_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "deputy/v1/deputy.proto",

@@ -7,15 +7,18 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/deputyhq/deputy/daemon/audit"
 	"github.com/deputyhq/deputy/daemon/identity"
 	"github.com/deputyhq/deputy/profiles"
 	deputyv1 "github.com/deputyhq/deputy/proto/deputy/v1"
@@ -57,6 +60,7 @@ func (s *Server) Exec(stream deputyv1.Deputy_ExecServer) error {
 			msg = "peer uid 0 (root) is not an agent: root is refused unless a profile lists uid 0 in peers.uids"
 		}
 		log.Warn("exec denied", "decision", "deny", "reason", msg)
+		s.denyRecord(peer, msg)
 		return status.Error(codes.PermissionDenied, msg)
 	}
 	log = log.With("agent", prof.Name)
@@ -69,13 +73,31 @@ func (s *Server) Exec(stream deputyv1.Deputy_ExecServer) error {
 	if start == nil {
 		return status.Error(codes.InvalidArgument, "the first message of an Exec stream must be start")
 	}
+	execID := newID()
+	rec := &execRecorder{log: s.audit, base: audit.Record{
+		PrincipalType: audit.PrincipalAgent, PrincipalID: prof.Name, UID: prof.RunAs.UID,
+		ExecID: execID, CorrelationID: start.GetCorrelationId(),
+	}}
+	details := requestDetails{ExecRequestDetails: audit.ExecRequestDetails{
+		PeerUID: peer.UID, PeerPID: int(peer.PID), Argv: start.GetArgv(), Cwd: start.GetCwd(),
+		EnvNames: envNames(start.GetEnv()), Justification: start.GetJustification(),
+		Profile: prof.Name, ProfileDigest: prof.Digest,
+	}}
 	req, err := newRequest(prof, start)
 	if err != nil {
 		log.Warn("exec refused", "decision", "invalid", "reason", err.Error())
+		details.Decision, details.Reason = "invalid", err.Error()
+		_ = rec.append(audit.ActionExecRequest, audit.ResultError, details)
 		return toStatus(err)
 	}
-	execID := newID()
+	rec.base.CorrelationID = req.CorrelationID
 	log = log.With("exec_id", execID, "correlation_id", req.CorrelationID)
+	details.Cwd, details.Decision, details.Rule = req.Cwd, "allow", "profile:"+prof.Name
+	// No audit, no exec: a command the log cannot record does not run.
+	if err := rec.append(audit.ActionExecRequest, audit.ResultSuccess, details); err != nil {
+		log.Error("audit append", "err", err)
+		return status.Errorf(codes.Unavailable, "audit log unavailable, refusing to run unaudited: %v", err)
+	}
 
 	execCtx, cancel := context.WithCancelCause(s.baseCtx)
 	defer cancel(nil)
@@ -86,10 +108,12 @@ func (s *Server) Exec(stream deputyv1.Deputy_ExecServer) error {
 	defer s.unregister(execID)
 
 	log.Info("exec allowed", "decision", "allow", "argv", req.Argv, "cwd", req.Cwd, "timeout", req.Timeout)
-	res, err := s.run(execCtx, stream, ls, prof, req, execID, log)
+	res, err := s.run(execCtx, stream, ls, prof, req, execID, rec, log)
 	if err != nil {
 		log.Warn("exec failed", "outcome", "error", "err", err.Error())
-		return toStatus(err)
+		st := toStatus(err)
+		_ = rec.append(audit.ActionExecStart, audit.ResultError, map[string]any{"error": err.Error(), "code": status.Code(st).String()})
+		return st
 	}
 	log.Info("exec finished", "outcome", "exited", "exit_code", res.ExitCode, "signal", res.Signal,
 		"timed_out", res.TimedOut, "oom_killed", res.OomKilled, "reason", res.Reason, "duration", res.Duration.AsDuration())
@@ -120,7 +144,7 @@ func (s *Server) unregister(id string) {
 // run launches the command and pumps stdio until it exits. Once Started is
 // sent, the result is always an Exited message, never an error status.
 func (s *Server) run(ctx context.Context, stream deputyv1.Deputy_ExecServer, ls *loadedSet, prof *profiles.Profile,
-	req *execRequest, execID string, log *slog.Logger) (*deputyv1.Exited, error) {
+	req *execRequest, execID string, rec *execRecorder, log *slog.Logger) (*deputyv1.Exited, error) {
 	grp, err := s.cgroups.Create("exec-"+execID, cgroup.Limits{
 		MemoryBytes: int64(prof.Limits.Memory),
 		PIDs:        prof.Limits.PIDs,
@@ -155,9 +179,14 @@ func (s *Server) run(ctx context.Context, stream deputyv1.Deputy_ExecServer, ls 
 		return nil, fmt.Errorf("send started: %w", err)
 	}
 	log.Info("exec started", "pid", proc.Pid, "uid", prof.RunAs.UID)
+	rec.base.PID = proc.Pid
+	_ = rec.append(audit.ActionExecStart, audit.ResultSuccess, map[string]any{
+		"pid": proc.Pid, "uid": prof.RunAs.UID, "gid": prof.RunAs.GID, "cgroup_id": grp.ID(), "argv": req.Argv, "cwd": req.Cwd})
 
-	x := &running{proc: proc, grp: grp, stream: stream, outCap: int64(prof.Limits.Output), log: log}
-	return x.wait(ctx, req.Timeout, began), nil
+	x := &running{proc: proc, grp: grp, stream: stream, outCap: int64(prof.Limits.Output), log: log, rec: rec}
+	ex := x.wait(ctx, req.Timeout, began)
+	_ = rec.append(audit.ActionExecExit, exitResult(ex), exitDetails(ex))
+	return ex, nil
 }
 
 // running pumps one started exec.
@@ -166,6 +195,7 @@ type running struct {
 	grp    *cgroup.Group
 	stream deputyv1.Deputy_ExecServer
 	log    *slog.Logger
+	rec    *execRecorder
 
 	sendMu   sync.Mutex // stream.Send is not safe for concurrent use
 	outCap   int64
@@ -321,6 +351,14 @@ func (x *running) pump(wg *sync.WaitGroup, r io.ReadCloser, isErr bool) {
 			}
 			if n > 0 {
 				chunk := append([]byte(nil), buf[:n]...)
+				stream := "stdout"
+				if isErr {
+					stream = "stderr"
+				}
+				if err := x.rec.append(audit.ActionExecOutput, audit.ResultSuccess,
+					audit.ExecOutputDetails{Stream: stream, Data: chunk, Offset: total - int64(len(chunk))}); err != nil {
+					x.log.Error("audit append", "err", err)
+				}
 				m := &deputyv1.ExecResponse{Kind: &deputyv1.ExecResponse_Stdout{Stdout: chunk}}
 				if isErr {
 					m = &deputyv1.ExecResponse{Kind: &deputyv1.ExecResponse_Stderr{Stderr: chunk}}
@@ -418,4 +456,46 @@ func toStatus(err error) error {
 		return status.Error(codes.FailedPrecondition, se.Error())
 	}
 	return status.Error(codes.Internal, err.Error())
+}
+
+// denyRecord audits a caller that maps to no agent.
+func (s *Server) denyRecord(peer identity.Peer, reason string) {
+	err := s.audit.Append(&audit.Record{
+		PrincipalType: "peer", UID: peer.UID, PID: int(peer.PID), Action: audit.ActionDenied,
+		Result: audit.ResultDenied, Details: map[string]any{"peer_uid": peer.UID, "peer_pid": peer.PID, "reason": reason},
+	})
+	if err != nil {
+		s.log.Error("audit append", "err", err)
+	}
+}
+
+func envNames(env map[string]string) []string {
+	names := make([]string, 0, len(env))
+	for k := range env {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func exitResult(ex *deputyv1.Exited) string {
+	if ex.GetExitCode() == 0 && ex.GetSignal() == 0 {
+		return audit.ResultSuccess
+	}
+	return audit.ResultError
+}
+
+func exitDetails(ex *deputyv1.Exited) audit.ExecExitDetails {
+	d := audit.ExecExitDetails{
+		ExitCode: int(ex.GetExitCode()), TimedOut: ex.GetTimedOut(), OOMKilled: ex.GetOomKilled(),
+		Rusage: &audit.Rusage{
+			UserMicros:   ex.GetUsage().GetUserTime().AsDuration().Microseconds(),
+			SystemMicros: ex.GetUsage().GetSystemTime().AsDuration().Microseconds(),
+			MaxRSSKiB:    ex.GetUsage().GetMaxRssBytes() / 1024,
+		},
+	}
+	if ex.GetSignal() != 0 {
+		d.Signal = unix.SignalName(syscall.Signal(ex.GetSignal()))
+	}
+	return d
 }

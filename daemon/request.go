@@ -198,12 +198,13 @@ func buildEnv(p *profiles.Profile, r *execRequest, execID string) []string {
 // buildSpec turns an authorized request into the sandbox's Spec.
 func (s *Server) buildSpec(ls *loadedSet, p *profiles.Profile, r *execRequest, execID string) *sandbox.Spec {
 	return &sandbox.Spec{
-		ExecID: execID,
-		Argv:   r.Argv,
-		Env:    buildEnv(p, r, execID),
-		Cwd:    r.Cwd,
-		UID:    p.RunAs.UID,
-		GID:    p.RunAs.GID,
+		ExecID:   execID,
+		Argv:     r.Argv,
+		Env:      buildEnv(p, r, execID),
+		Cwd:      r.Cwd,
+		UID:      p.RunAs.UID,
+		GID:      p.RunAs.GID,
+		Loopback: p.Network != profiles.NetworkHost,
 		Mounts: sandbox.Mounts{
 			ReadOnly: s.cfg.Protected(),
 			Hidden:   ls.hiddenFor(p, s.cfg),

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/deputyhq/deputy/daemon/audit"
 	"github.com/deputyhq/deputy/daemon/identity"
 	"github.com/deputyhq/deputy/profiles"
 	deputyv1 "github.com/deputyhq/deputy/proto/deputy/v1"
@@ -47,6 +48,7 @@ type Server struct {
 
 	cfg     *Config
 	log     *slog.Logger
+	audit   *audit.Log
 	cgroups *cgroup.Manager
 	layers  []*deputyv1.Layer
 	started time.Time
@@ -134,6 +136,15 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}
 	s.layers = layers
 	s.cgroups = mgr
+	if s.audit, err = openAudit(cfg, ls); err != nil {
+		return fmt.Errorf("refusing to start without an audit log: %w", err)
+	}
+	defer func() {
+		s.daemonRecord(audit.ActionDaemonStop, audit.ResultSuccess, nil)
+		if err := s.audit.Close(); err != nil {
+			log.Error("close audit log", "err", err)
+		}
+	}()
 	if n, err := s.cgroups.CleanupStale(); err != nil {
 		log.Warn("clean up cgroups of a previous run", "err", err)
 	} else if n > 0 {
@@ -188,9 +199,11 @@ func (s *Server) reload() {
 	ls, err := LoadProfiles(s.cfg.Profiles)
 	if err != nil {
 		s.log.Error("profile reload rejected; the previous profiles stay in force", "dir", s.cfg.Profiles, "err", err.Error())
+		s.daemonRecord(audit.ActionDaemonReload, audit.ResultError, map[string]any{"error": err.Error(), "kept": "previous profiles"})
 		return
 	}
 	s.profiles.Store(ls)
+	s.daemonRecord(audit.ActionDaemonReload, audit.ResultSuccess, map[string]any{"profiles": profileDigests(ls.set)})
 	s.log.Info("profiles reloaded", "dir", s.cfg.Profiles, "agents", ls.set.Len())
 }
 

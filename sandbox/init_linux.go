@@ -120,6 +120,14 @@ func initSandbox(syncPipe *os.File) *InitError {
 		return fail("hostname", KindSetup, os.NewSyscallError("sethostname", err))
 	}
 
+	// 3b. Loopback, while we still have CAP_NET_ADMIN in the new network
+	// namespace.
+	if spec.Loopback {
+		if err := loopbackUp(); err != nil {
+			return fail("network", KindSetup, err)
+		}
+	}
+
 	// 4. Rlimits, while we may still raise them (an unprivileged process can
 	// only lower them).
 	if err := setRlimits(spec.Rlimits); err != nil {
@@ -289,6 +297,27 @@ func checkExecutable(p string) *InitError {
 	// sandbox: the same check execve will make.
 	if err := unix.Faccessat(unix.AT_FDCWD, p, unix.X_OK, unix.AT_EACCESS); err != nil {
 		return &InitError{Step: "lookup", Kind: KindPermission, Msg: fmt.Sprintf("%s: not executable in this sandbox (%v): is its directory in the profile's filesystem.exec?", p, err)}
+	}
+	return nil
+}
+
+// loopbackUp sets IFF_UP on "lo" of the current network namespace.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("socket", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return fmt.Errorf("ifreq lo: %w", err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("get flags of lo: %w", os.NewSyscallError("ioctl", err))
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bring up lo: %w", os.NewSyscallError("ioctl", err))
 	}
 	return nil
 }

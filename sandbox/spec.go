@@ -28,6 +28,10 @@ type Spec struct {
 	UID uint32 `json:"uid"`
 	GID uint32 `json:"gid"`
 
+	// Loopback brings up "lo" in the exec's own network namespace
+	// (network: none), so programs that talk to themselves over 127.0.0.1
+	// work while nothing else is reachable.
+	Loopback bool `json:"loopback,omitempty"`
 	// Mounts shape the private mount namespace.
 	Mounts Mounts `json:"mounts"`
 	// Landlock is the filesystem allowlist.

@@ -36,6 +36,10 @@ type Config struct {
 	MaxConcurrentExecs int `yaml:"maxConcurrentExecs"`
 	// CgroupRoot is the name of the daemon's cgroup subtree.
 	CgroupRoot string `yaml:"cgroupRoot"`
+	// AuditSyscalls records every syscall of every exec through eBPF
+	// (default true). false exists to measure the audit's overhead; it is
+	// not for production.
+	AuditSyscalls *bool `yaml:"auditSyscalls"`
 
 	// File is where the config came from ("" for defaults only).
 	File string `yaml:"-"`
@@ -151,3 +155,5 @@ func (c *Config) Protected() []string {
 	slices.Sort(out)
 	return slices.Compact(out)
 }
+
+func (c *Config) syscallAudit() bool { return c.AuditSyscalls == nil || *c.AuditSyscalls }

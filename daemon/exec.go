@@ -159,6 +159,12 @@ func (s *Server) run(ctx context.Context, stream deputyv1.Deputy_ExecServer, ls 
 		}
 	}()
 
+	var traced *tracedExec
+	if s.sys != nil {
+		if traced, err = s.sys.track(rec.base, grp, req.Cwd); err != nil {
+			return nil, &setupError{err}
+		}
+	}
 	spec := s.buildSpec(ls, prof, req, execID)
 	began := time.Now()
 	proc, err := sandbox.Start(spec, sandbox.Options{
@@ -176,6 +182,7 @@ func (s *Server) run(ctx context.Context, stream deputyv1.Deputy_ExecServer, ls 
 		grp.Kill()
 		proc.Kill()
 		proc.Wait()
+		s.finishTrace(grp, traced, log)
 		return nil, fmt.Errorf("send started: %w", err)
 	}
 	log.Info("exec started", "pid", proc.Pid, "uid", prof.RunAs.UID)
@@ -185,7 +192,13 @@ func (s *Server) run(ctx context.Context, stream deputyv1.Deputy_ExecServer, ls 
 
 	x := &running{proc: proc, grp: grp, stream: stream, outCap: int64(prof.Limits.Output), log: log, rec: rec}
 	ex := x.wait(ctx, req.Timeout, began)
-	_ = rec.append(audit.ActionExecExit, exitResult(ex), exitDetails(ex))
+	ex.AuditEvents, ex.AuditLost = s.finishTrace(grp, traced, log)
+	details := exitDetails(ex)
+	details.Events, details.Lost = ex.AuditEvents, ex.AuditLost
+	_ = rec.append(audit.ActionExecExit, exitResult(ex), execExitDetails{ExecExitDetails: details, AuditIncomplete: ex.AuditLost > 0})
+	if err := x.send(&deputyv1.ExecResponse{Kind: &deputyv1.ExecResponse_Exited{Exited: ex}}); err != nil {
+		log.Debug("send exited", "err", err)
+	}
 	return ex, nil
 }
 
@@ -308,9 +321,6 @@ loop:
 		}
 	}
 	ex.Usage = x.usage(st)
-	if err := x.send(&deputyv1.ExecResponse{Kind: &deputyv1.ExecResponse_Exited{Exited: ex}}); err != nil {
-		x.log.Debug("send exited", "err", err)
-	}
 	return ex
 }
 
@@ -498,4 +508,25 @@ func exitDetails(ex *deputyv1.Exited) audit.ExecExitDetails {
 		d.Signal = unix.SignalName(syscall.Signal(ex.GetSignal()))
 	}
 	return d
+}
+
+// finishTrace waits for the exec's cgroup to empty, so that every event of
+// it is in the ring buffer, then drains and untracks it.
+func (s *Server) finishTrace(grp *cgroup.Group, te *tracedExec, log *slog.Logger) (events, lost uint64) {
+	if te == nil {
+		return 0, 0
+	}
+	_ = grp.Kill()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := grp.WaitEmpty(ctx); err != nil {
+		log.Warn("exec cgroup not empty", "err", err)
+	}
+	return s.sys.finish(te)
+}
+
+// execExitDetails marks an exec whose audit trail lost events.
+type execExitDetails struct {
+	audit.ExecExitDetails
+	AuditIncomplete bool `json:"audit_incomplete,omitempty"`
 }

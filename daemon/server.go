@@ -49,6 +49,7 @@ type Server struct {
 	cfg     *Config
 	log     *slog.Logger
 	audit   *audit.Log
+	sys     *syscallAudit // nil when syscall auditing is off
 	cgroups *cgroup.Manager
 	layers  []*deputyv1.Layer
 	started time.Time
@@ -145,6 +146,19 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 			log.Error("close audit log", "err", err)
 		}
 	}()
+	if cfg.syscallAudit() {
+		if s.sys, err = startSyscallAudit(s.audit, log); err != nil {
+			return fmt.Errorf("refusing to start: syscall auditing (eBPF) unavailable: %w (set auditSyscalls: false to run without it, not for production)", err)
+		}
+		defer s.sys.close()
+		al := &deputyv1.Layer{Name: "audit", Active: true, Detail: "eBPF raw_tp sys_enter/sys_exit and sched fork/exec/exit into a ring buffer; hash-chained log in " + AuditDir(cfg)}
+		s.layers = append(s.layers, al)
+		log.Info("layer", "name", al.Name, "active", al.Active, "detail", al.Detail)
+	} else {
+		al := &deputyv1.Layer{Name: "audit", Detail: "auditSyscalls: false", Consequence: "syscalls are NOT recorded (benchmarks only, not for production); requests, output and exits still are"}
+		s.layers = append(s.layers, al)
+		log.Warn("layer", "name", al.Name, "active", al.Active, "detail", al.Detail, "consequence", al.Consequence)
+	}
 	if n, err := s.cgroups.CleanupStale(); err != nil {
 		log.Warn("clean up cgroups of a previous run", "err", err)
 	} else if n > 0 {

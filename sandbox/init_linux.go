@@ -134,21 +134,22 @@ func initSandbox(syncPipe *os.File) *InitError {
 		return fail("rlimit", KindSetup, err)
 	}
 
-	// 5. Landlock, while still root: paths are opened for the ruleset with
-	// the daemon's rights, so a grant the agent itself could not open still
-	// becomes a rule. It also sets no_new_privs on every thread.
-	if !spec.Landlock.Disabled {
-		rules := landlock.Rules{Read: spec.Landlock.Read, Write: spec.Landlock.Write, Exec: spec.Landlock.Exec, BestEffort: spec.Landlock.BestEffort}
-		if err := landlock.Restrict(rules); err != nil {
-			return fail("landlock", KindSetup, err)
-		}
-	}
-
-	// 6. no_new_privs on this thread (again, for when Landlock is off): a
-	// setuid or file-capability binary can never regain privileges, and
-	// seccomp can be installed without CAP_SYS_ADMIN.
+	// 5. no_new_privs on this thread: a setuid or file-capability binary can
+	// never regain privileges, and Landlock and seccomp can be enforced
+	// without relying on CAP_SYS_ADMIN. It is inherited across execve.
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fail("no_new_privs", KindSetup, os.NewSyscallError("prctl", err))
+	}
+
+	// 6. Landlock on this thread, while still root: paths are opened for the
+	// ruleset with the daemon's rights, so a grant the agent itself could not
+	// open still becomes a rule. The domain is inherited by the command at
+	// execve from this thread, and by everything it starts.
+	if !spec.Landlock.Disabled {
+		rules := landlock.Rules{Read: spec.Landlock.Read, Write: spec.Landlock.Write, Exec: spec.Landlock.Exec, BestEffort: spec.Landlock.BestEffort}
+		if err := landlock.RestrictThread(rules); err != nil {
+			return fail("landlock", KindSetup, err)
+		}
 	}
 
 	// 7. Credentials: drop supplementary groups first (they would keep

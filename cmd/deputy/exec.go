@@ -172,6 +172,9 @@ func exitStatus(e *deputyv1.Exited) error {
 	if e.GetOutputTruncated() {
 		notes = append(notes, "command stopped: "+e.GetReason())
 	}
+	if e.GetAuditLost() > 0 {
+		notes = append(notes, fmt.Sprintf("warning: audit trail incomplete, %d events lost", e.GetAuditLost()))
+	}
 	if len(notes) == 0 && e.GetReason() != "" {
 		notes = append(notes, "command stopped: "+e.GetReason())
 	}

@@ -74,15 +74,17 @@ type Record struct {
 	CorrelationID string    `json:"correlation_id,omitempty"`
 	PID           int       `json:"pid,omitempty"`
 	PPID          int       `json:"ppid,omitempty"`
-	Comm          string    `json:"comm,omitempty"`
-	Action        string    `json:"action"`
-	Syscall       string    `json:"syscall,omitempty"`
-	Arch          string    `json:"arch,omitempty"`
-	Args          []string  `json:"args,omitempty"`
-	Resource      string    `json:"resource,omitempty"`
-	Result        string    `json:"result,omitempty"`
-	Ret           int64     `json:"ret,omitempty"`
-	Errno         string    `json:"errno,omitempty"`
+	// TID is the thread of a syscall record when it differs from PID.
+	TID      int      `json:"tid,omitempty"`
+	Comm     string   `json:"comm,omitempty"`
+	Action   string   `json:"action"`
+	Syscall  string   `json:"syscall,omitempty"`
+	Arch     string   `json:"arch,omitempty"`
+	Args     []string `json:"args,omitempty"`
+	Resource string   `json:"resource,omitempty"`
+	Result   string   `json:"result,omitempty"`
+	Ret      int64    `json:"ret,omitempty"`
+	Errno    string   `json:"errno,omitempty"`
 	// Details holds action-specific fields (see ExecRequestDetails and friends). When appending it may be any value
 	// encoding/json can marshal, json.RawMessage included; records read back from disk carry a json.RawMessage.
 	Details  any    `json:"details,omitempty"`
@@ -211,6 +213,10 @@ func appendRecordBody(b []byte, r *Record, prevHash string) ([]byte, error) {
 	if r.PPID != 0 {
 		b = append(b, `,"ppid":`...)
 		b = strconv.AppendInt(b, int64(r.PPID), 10)
+	}
+	if r.TID != 0 {
+		b = append(b, `,"tid":`...)
+		b = strconv.AppendInt(b, int64(r.TID), 10)
 	}
 	b = appendField(b, `,"comm":`, r.Comm)
 	b = append(b, `,"action":`...)

@@ -39,7 +39,7 @@ var Base = Rules{
 	Read: []string{
 		"/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/lib32", "/usr/libx32",
 		"/usr/share/zoneinfo", "/usr/share/locale", "/usr/share/terminfo", "/usr/share/i18n",
-		"/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/timezone",
+		"/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/timezone", "/etc/hostname",
 		"/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/hosts", "/etc/host.conf",
 		"/etc/resolv.conf", "/etc/gai.conf", "/etc/services", "/etc/protocols", "/etc/locale.alias",
 		"/etc/terminfo", "/etc/inputrc", "/etc/alternatives",

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 
+	"golang.org/x/sys/unix"
+
 	golandlock "github.com/landlock-lsm/go-landlock/landlock"
 	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
 )
@@ -41,10 +43,14 @@ func Check() error {
 	return nil
 }
 
-// Restrict enforces base plus r on the calling process and every thread of
-// it, and everything it executes afterwards. It is irreversible: only the
-// init helper calls it, right before dropping privileges.
-func Restrict(r Rules) error {
+// RestrictThread enforces base plus r on the calling OS thread and
+// everything it executes afterwards. It is irreversible. The caller must
+// hold runtime.LockOSThread until it calls execve from this same thread,
+// and must have set no_new_privs or hold CAP_SYS_ADMIN: only the init helper
+// calls it. Restricting the one thread that executes the command (instead of
+// every thread through libpsx) is what go-landlock documents for
+// enforce-then-exec, and it costs no cross-thread signalling.
+func RestrictThread(r Rules) error {
 	if !r.BestEffort {
 		if err := Check(); err != nil {
 			return err
@@ -91,8 +97,17 @@ func Restrict(r Rules) error {
 			return err
 		}
 	}
-	if err := cfg.Restrict(rules...); err != nil {
-		return fmt.Errorf("enforce landlock ruleset: %w", err)
+	fd, flags, err := cfg.NewRulesetFD(rules...)
+	if err != nil {
+		return fmt.Errorf("build landlock ruleset: %w", err)
+	}
+	if fd < 0 {
+		// Best effort on a kernel without Landlock: nothing to enforce.
+		return nil
+	}
+	defer unix.Close(fd)
+	if err := ll.LandlockRestrictSelf(fd, flags); err != nil {
+		return fmt.Errorf("enforce landlock ruleset: %w", os.NewSyscallError("landlock_restrict_self", err))
 	}
 	return nil
 }

@@ -556,7 +556,13 @@ type Exited struct {
 	Usage *ResourceUsage `protobuf:"bytes,7,opt,name=usage,proto3" json:"usage,omitempty"`
 	// reason explains a stop the daemon caused (timeout, output cap, client
 	// gone, daemon shutdown, signal forwarded), empty otherwise.
-	Reason        string `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	// audit_events is the number of syscall and process records written for
+	// this exec; 0 when syscall auditing is off.
+	AuditEvents uint64 `protobuf:"varint,9,opt,name=audit_events,json=auditEvents,proto3" json:"audit_events,omitempty"`
+	// audit_lost counts events the kernel could not hand over: when it is not
+	// zero the exec's audit trail is incomplete (audit_incomplete in the log).
+	AuditLost     uint64 `protobuf:"varint,10,opt,name=audit_lost,json=auditLost,proto3" json:"audit_lost,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -645,6 +651,20 @@ func (x *Exited) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *Exited) GetAuditEvents() uint64 {
+	if x != nil {
+		return x.AuditEvents
+	}
+	return 0
+}
+
+func (x *Exited) GetAuditLost() uint64 {
+	if x != nil {
+		return x.AuditLost
+	}
+	return 0
 }
 
 // ResourceUsage is what the exec consumed.
@@ -1316,7 +1336,7 @@ const file_deputy_v1_deputy_proto_rawDesc = "" +
 	"\x03uid\x18\x03 \x01(\rR\x03uid\x12\x10\n" +
 	"\x03gid\x18\x04 \x01(\rR\x03gid\x12\x14\n" +
 	"\x05agent\x18\x05 \x01(\tR\x05agent\x12%\n" +
-	"\x0ecorrelation_id\x18\x06 \x01(\tR\rcorrelationId\"\xa3\x02\n" +
+	"\x0ecorrelation_id\x18\x06 \x01(\tR\rcorrelationId\"\xe5\x02\n" +
 	"\x06Exited\x12\x1b\n" +
 	"\texit_code\x18\x01 \x01(\x05R\bexitCode\x12\x16\n" +
 	"\x06signal\x18\x02 \x01(\x05R\x06signal\x12\x1b\n" +
@@ -1326,7 +1346,11 @@ const file_deputy_v1_deputy_proto_rawDesc = "" +
 	"\x10output_truncated\x18\x05 \x01(\bR\x0foutputTruncated\x125\n" +
 	"\bduration\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12.\n" +
 	"\x05usage\x18\a \x01(\v2\x18.deputy.v1.ResourceUsageR\x05usage\x12\x16\n" +
-	"\x06reason\x18\b \x01(\tR\x06reason\"\xf6\x01\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\x12!\n" +
+	"\faudit_events\x18\t \x01(\x04R\vauditEvents\x12\x1d\n" +
+	"\n" +
+	"audit_lost\x18\n" +
+	" \x01(\x04R\tauditLost\"\xf6\x01\n" +
 	"\rResourceUsage\x126\n" +
 	"\tuser_time\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\buserTime\x12:\n" +
 	"\vsystem_time\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\n" +

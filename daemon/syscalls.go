@@ -1,0 +1,361 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/deputyhq/deputy/bpf"
+	"github.com/deputyhq/deputy/daemon/audit"
+	"github.com/deputyhq/deputy/sandbox/cgroup"
+)
+
+// Back-pressure thresholds on the ring buffer's fill level. The kernel
+// cannot wait for us, so above the high-water mark the traced execs are
+// frozen (their cgroups stop running) until the reader has drained the ring
+// below the low-water mark: slower commands instead of lost events.
+const (
+	highWater = 0.5
+	lowWater  = 0.1
+)
+
+// syscallAudit reads the eBPF ring buffer and writes one audit record per
+// syscall and process event of every tracked exec.
+type syscallAudit struct {
+	tr  *bpf.Tracer
+	log *audit.Log
+	slg *slog.Logger
+
+	mu     sync.RWMutex
+	execs  map[uint64]*tracedExec // by cookie
+	cookie atomic.Uint64
+
+	busy    atomic.Bool   // the reader is handling a record
+	handled atomic.Uint64 // records handled, for drain
+	frozen  atomic.Bool
+	freezes atomic.Uint64
+	done    chan struct{}
+}
+
+// tracedExec is the reader's state for one exec. Only the reader goroutine
+// touches resolver and started.
+type tracedExec struct {
+	base     audit.Record
+	grp      *cgroup.Group
+	resolver *bpf.Resolver
+	execs    int  // exec events of this exec's processes so far
+	started  bool // the command's execve happened: the init helper's setup is over
+	events   atomic.Uint64
+	cookie   uint64
+}
+
+func startSyscallAudit(l *audit.Log, slg *slog.Logger) (*syscallAudit, error) {
+	tr, err := bpf.Load(bpf.Options{})
+	if err != nil {
+		return nil, err
+	}
+	a := &syscallAudit{tr: tr, log: l, slg: slg, execs: map[uint64]*tracedExec{}, done: make(chan struct{})}
+	go a.read()
+	go a.backpressure()
+	return a, nil
+}
+
+func (a *syscallAudit) close() {
+	a.tr.Close()
+	<-a.done
+}
+
+// track registers an exec's cgroup before its first instruction runs, so
+// every syscall of it, its children and threads is recorded.
+func (a *syscallAudit) track(base audit.Record, grp *cgroup.Group, cwd string) (*tracedExec, error) {
+	te := &tracedExec{base: base, grp: grp, resolver: bpf.NewResolver(cwd), cookie: a.cookie.Add(1)}
+	te.base.Action = audit.ActionSyscall
+	a.mu.Lock()
+	a.execs[te.cookie] = te
+	a.mu.Unlock()
+	if err := a.tr.Track(grp.ID(), te.cookie); err != nil {
+		a.mu.Lock()
+		delete(a.execs, te.cookie)
+		a.mu.Unlock()
+		return nil, fmt.Errorf("track cgroup %d: %w", grp.ID(), err)
+	}
+	return te, nil
+}
+
+// finish drains what the exec produced, stops tracking it and returns its
+// event and lost counts. Call it once the exec's cgroup is empty.
+func (a *syscallAudit) finish(te *tracedExec) (events, lost uint64) {
+	a.drain(2 * time.Second)
+	lost, err := a.tr.Untrack(te.grp.ID())
+	if err != nil {
+		a.slg.Warn("untrack exec cgroup", "err", err)
+	}
+	a.mu.Lock()
+	delete(a.execs, te.cookie)
+	a.mu.Unlock()
+	if lost > 0 {
+		r := te.base
+		r.Action, r.Result = audit.ActionLost, audit.ResultError
+		r.Details = map[string]any{"lost": lost, "reason": "ring buffer full: these syscalls were not recorded"}
+		if err := a.log.Append(&r); err != nil {
+			a.slg.Error("audit append", "err", err)
+		}
+	}
+	return te.events.Load(), lost
+}
+
+// drain waits until the reader has consumed everything in the ring.
+func (a *syscallAudit) drain(limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		h := a.handled.Load()
+		if a.tr.AvailableBytes() == 0 && !a.busy.Load() {
+			time.Sleep(500 * time.Microsecond)
+			if a.tr.AvailableBytes() == 0 && !a.busy.Load() && a.handled.Load() == h {
+				return
+			}
+			continue
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	a.slg.Warn("audit ring buffer not drained in time", "limit", limit)
+}
+
+// backpressure freezes traced execs while the ring is nearly full.
+func (a *syscallAudit) backpressure() {
+	size := float64(a.tr.RingSize())
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-a.done:
+			return
+		case <-tick.C:
+		}
+		fill := float64(a.tr.AvailableBytes()) / size
+		switch {
+		case fill > highWater && !a.frozen.Load():
+			a.frozen.Store(true)
+			a.freezes.Add(1)
+			a.setFrozen(true)
+		case fill < lowWater && a.frozen.Load():
+			a.frozen.Store(false)
+			a.setFrozen(false)
+		}
+	}
+}
+
+func (a *syscallAudit) setFrozen(freeze bool) {
+	a.mu.RLock()
+	groups := make([]*cgroup.Group, 0, len(a.execs))
+	for _, te := range a.execs {
+		groups = append(groups, te.grp)
+	}
+	a.mu.RUnlock()
+	for _, g := range groups {
+		go func() {
+			var err error
+			if freeze {
+				err = g.Freeze()
+			} else {
+				err = g.Thaw()
+			}
+			if err != nil && !errors.Is(err, context.Canceled) {
+				a.slg.Debug("back-pressure freeze", "freeze", freeze, "err", err)
+			}
+		}()
+	}
+}
+
+func (a *syscallAudit) read() {
+	defer close(a.done)
+	var argv []string
+	err := a.tr.Read(func(ev *bpf.Event) error {
+		a.busy.Store(true)
+		defer func() { a.handled.Add(1); a.busy.Store(false) }()
+		a.mu.RLock()
+		te := a.execs[ev.Header.Cookie]
+		a.mu.RUnlock()
+		if te == nil {
+			return nil // untracked meanwhile
+		}
+		r, keep := a.convert(te, ev, &argv)
+		te.resolver.Observe(ev)
+		if !keep {
+			return nil
+		}
+		te.events.Add(1)
+		if err := a.log.Append(r); err != nil {
+			a.slg.Error("audit append", "err", err)
+		}
+		return nil
+	})
+	if err != nil {
+		a.slg.Error("syscall audit reader stopped", "err", err)
+	}
+}
+
+// convert turns one event into a record. Events of the init helper before
+// it executes the command are its own setup (mounts, Landlock, seccomp):
+// they are left out, and the record stream starts with the command's exec.
+func (a *syscallAudit) convert(te *tracedExec, ev *bpf.Event, argv *[]string) (*audit.Record, bool) {
+	h := ev.Header
+	if !te.started {
+		// The first exec is the daemon starting its init helper
+		// (/proc/self/exe) in the cgroup, the second the helper executing
+		// the command.
+		if ev.Kind() != bpf.KindExec {
+			return nil, false
+		}
+		if te.execs++; te.execs < 2 {
+			return nil, false
+		}
+		te.started = true
+	}
+	r := te.base
+	r.Timestamp = a.tr.Time(h.Ts)
+	r.UID = h.Uid
+	r.PID, r.PPID = int(h.Pid), int(h.Ppid)
+	if h.Tid != h.Pid {
+		r.TID = int(h.Tid)
+	}
+	r.Comm = bpf.CString(h.Comm[:])
+	r.Result = audit.ResultSuccess
+	switch ev.Kind() {
+	case bpf.KindFork:
+		r.Action = audit.ActionProcessFork
+		r.PID, r.PPID = int(ev.Fork.ChildPid), int(h.Pid)
+		if ev.Fork.ChildTid != ev.Fork.ChildPid {
+			return nil, false // a new thread, not a process
+		}
+		return &r, true
+	case bpf.KindExec:
+		r.Action = audit.ActionProcessExec
+		r.Resource = ev.Exec.FilenameString()
+		r.Details = audit.ProcessDetails{Path: r.Resource}
+		return &r, true
+	case bpf.KindExit:
+		if h.Tid != h.Pid {
+			return nil, false // thread exits: the syscall records cover them
+		}
+		r.Action = audit.ActionProcessExit
+		code := int(ev.Exit.ExitCode)
+		d := audit.ProcessDetails{}
+		if sig := code & 0x7f; sig != 0 {
+			d.Signal = strconv.Itoa(sig)
+			r.Result = audit.ResultError
+		} else {
+			c := code >> 8
+			d.ExitCode = &c
+			if c != 0 {
+				r.Result = audit.ResultError
+			}
+		}
+		r.Details = d
+		return &r, true
+	}
+	sc := ev.Syscall
+	if sc == nil {
+		return nil, false
+	}
+	r.Syscall = sc.Name()
+	r.Arch = archName(bpf.Arch(h.Arch))
+	r.Ret = sc.Ret
+	if sc.Ret < 0 && sc.Ret >= -4095 {
+		r.Errno = bpf.ErrnoName(sc.Ret)
+		r.Result = resultFor(r.Errno)
+	}
+	switch ev.Kind() {
+	case bpf.KindPath:
+		if p, ok := te.resolver.Resolve(ev, 0); ok {
+			r.Resource = p
+		} else if p, ok := ev.Path.PathString(0); ok {
+			r.Resource = p
+		}
+		r.Args = rawArgs(sc)
+		if p, ok := te.resolver.Resolve(ev, 1); ok {
+			r.Args = append(r.Args, "path2="+p)
+		}
+	case bpf.KindExecve:
+		if f, ok := ev.Execve.Filename(); ok {
+			r.Resource = f
+		}
+		*argv = ev.Execve.ArgvStrings((*argv)[:0])
+		r.Args = append([]string(nil), *argv...)
+	case bpf.KindSockaddr:
+		r.Resource = formatSockaddr(ev.Sockaddr.Addr())
+		r.Args = rawArgs(sc)
+	default:
+		r.Args = rawArgs(sc)
+	}
+	return &r, true
+}
+
+// resultFor classifies a failure: refusals by a permission check (file
+// modes, Landlock, seccomp, a read-only protected mount) are "denied".
+func resultFor(errno string) string {
+	switch errno {
+	case "EPERM", "EACCES", "EROFS":
+		return audit.ResultDenied
+	}
+	return audit.ResultError
+}
+
+func archName(a bpf.Arch) string {
+	switch a {
+	case bpf.ArchX86_64:
+		return "x86_64"
+	case bpf.ArchI386:
+		return "i386"
+	case bpf.ArchX32:
+		return "x32"
+	}
+	return "unknown"
+}
+
+// rawArgs renders the six argument registers; which of them a syscall uses
+// is in syscalls(2).
+func rawArgs(sc *bpf.Syscall) []string {
+	out := make([]string, 6)
+	for i := range 6 {
+		v := sc.Args[i]
+		if v > 0xffff {
+			out[i] = "0x" + strconv.FormatUint(v, 16)
+		} else {
+			out[i] = strconv.FormatUint(v, 10)
+		}
+	}
+	return out
+}
+
+// formatSockaddr renders AF_INET, AF_INET6 and AF_UNIX addresses.
+func formatSockaddr(b []byte) string {
+	if len(b) < 2 {
+		return ""
+	}
+	family := uint16(b[0]) | uint16(b[1])<<8
+	switch family {
+	case 1: // AF_UNIX
+		p := b[2:]
+		if len(p) > 0 && p[0] == 0 {
+			return "unix:@" + bpf.CString(p[1:])
+		}
+		return "unix:" + bpf.CString(p)
+	case 2: // AF_INET
+		if len(b) >= 8 {
+			port := int(b[2])<<8 | int(b[3])
+			return fmt.Sprintf("%d.%d.%d.%d:%d", b[4], b[5], b[6], b[7], port)
+		}
+	case 10: // AF_INET6
+		if len(b) >= 24 {
+			port := int(b[2])<<8 | int(b[3])
+			return fmt.Sprintf("[%x]:%d", b[8:24], port)
+		}
+	}
+	return "family " + strconv.Itoa(int(family))
+}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -72,9 +73,10 @@ type Daemon struct {
 	Config   string
 	Deputy   string // path of the CLI
 
-	cmd    *exec.Cmd
-	log    *syncBuffer
-	exited chan struct{}
+	deputyd string
+	cmd     *exec.Cmd
+	log     *syncBuffer
+	exited  chan struct{}
 }
 
 // Options configure Start.
@@ -120,17 +122,28 @@ func Start(t testing.TB, o Options) *Daemon {
 	if err := os.WriteFile(d.Config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d.cmd = exec.Command(deputyd, "--config", d.Config, "--log-level", "debug")
+	d.deputyd = deputyd
+	d.start(t)
+	t.Cleanup(func() { d.Stop(t) })
+	return d
+}
+
+// start launches the daemon process and waits for its socket.
+func (d *Daemon) start(t testing.TB) {
+	t.Helper()
+	d.exited = make(chan struct{})
+	d.cmd = exec.Command(d.deputyd, "--config", d.Config, "--log-level", "debug")
 	d.cmd.Stdout = d.log
 	d.cmd.Stderr = d.log
 	if err := d.cmd.Start(); err != nil {
 		t.Fatalf("start deputyd: %v", err)
 	}
-	go func() { d.cmd.Wait(); close(d.exited) }()
-	t.Cleanup(func() { d.Stop(t) })
+	exited := d.exited
+	go func() { d.cmd.Wait(); close(exited) }()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		if _, err := os.Stat(d.Socket); err == nil {
+		if c, err := net.Dial("unix", d.Socket); err == nil {
+			c.Close()
 			break
 		}
 		select {
@@ -143,7 +156,21 @@ func Start(t testing.TB, o Options) *Daemon {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return d
+}
+
+// Kill ends the daemon with SIGKILL, as a crash would, and waits for it.
+func (d *Daemon) Kill(t testing.TB) {
+	t.Helper()
+	_ = d.cmd.Process.Kill()
+	<-d.exited
+}
+
+// Restart starts the daemon again on the same config, state and profiles,
+// after Stop or Kill.
+func (d *Daemon) Restart(t testing.TB) {
+	t.Helper()
+	<-d.exited
+	d.start(t)
 }
 
 // WriteProfile writes a profile file into the daemon's directory.
@@ -250,8 +277,15 @@ func EnsureUser(t testing.TB, name string, uid int) {
 	t.Cleanup(func() { exec.Command("userdel", name).Run() })
 }
 
-// ProcessesOf lists the pids whose real uid is uid.
-func ProcessesOf(uid uint32) []int {
+// ProcessesOf lists the pids whose real uid is uid, zombies included.
+func ProcessesOf(uid uint32) []int { return processesOf(uid, true) }
+
+// LiveProcessesOf is ProcessesOf without zombies: after the daemon itself is
+// killed, its dead commands are reparented to the host's init, and reaping
+// them is init's job.
+func LiveProcessesOf(uid uint32) []int { return processesOf(uid, false) }
+
+func processesOf(uid uint32, zombies bool) []int {
 	entries, _ := os.ReadDir("/proc")
 	var pids []int
 	for _, e := range entries {
@@ -261,6 +295,9 @@ func ProcessesOf(uid uint32) []int {
 		}
 		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
 		if err != nil {
+			continue
+		}
+		if !zombies && strings.Contains(string(data), "\nState:\tZ") {
 			continue
 		}
 		for _, line := range strings.Split(string(data), "\n") {
@@ -277,10 +314,15 @@ func ProcessesOf(uid uint32) []int {
 
 // WaitNoProcesses waits up to d for uid to have no processes and returns
 // the ones left.
-func WaitNoProcesses(uid uint32, d time.Duration) []int {
+func WaitNoProcesses(uid uint32, d time.Duration) []int { return waitNo(ProcessesOf, uid, d) }
+
+// WaitNoLiveProcesses is WaitNoProcesses ignoring zombies.
+func WaitNoLiveProcesses(uid uint32, d time.Duration) []int { return waitNo(LiveProcessesOf, uid, d) }
+
+func waitNo(list func(uint32) []int, uid uint32, d time.Duration) []int {
 	deadline := time.Now().Add(d)
 	for {
-		left := ProcessesOf(uid)
+		left := list(uid)
 		if len(left) == 0 || time.Now().After(deadline) {
 			return left
 		}

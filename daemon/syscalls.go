@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -287,6 +289,7 @@ func (a *syscallAudit) convert(te *tracedExec, ev *bpf.Event, argv *[]string) (*
 		}
 		*argv = ev.Execve.ArgvStrings((*argv)[:0])
 		r.Args = append([]string(nil), *argv...)
+		r.Details = execveDetails(r.Syscall, r.Resource, sc, r.Args)
 	case bpf.KindSockaddr:
 		r.Resource = formatSockaddr(ev.Sockaddr.Addr())
 		r.Args = rawArgs(sc)
@@ -358,4 +361,27 @@ func formatSockaddr(b []byte) string {
 		}
 	}
 	return "family " + strconv.Itoa(int(family))
+}
+
+// execveDetails marks programs that do not come from a file the agent can
+// be held to: an anonymous memory file (memfd_create + execveat with an
+// empty path), or a program started through the dynamic loader (ld.so
+// /path/prog), where the real program is an argument.
+func execveDetails(name, filename string, sc *bpf.Syscall, argv []string) any {
+	const atEmptyPath = 0x1000
+	switch {
+	case strings.HasPrefix(filename, "/memfd:"),
+		name == "execveat" && filename == "" && sc.Args[4]&atEmptyPath != 0:
+		return map[string]any{"memfd": true}
+	case strings.HasPrefix(path.Base(filename), "ld-linux") || strings.HasPrefix(path.Base(filename), "ld.so"):
+		d := map[string]any{"loader": true}
+		for _, a := range argv[min(1, len(argv)):] {
+			if !strings.HasPrefix(a, "-") {
+				d["program"] = a
+				break
+			}
+		}
+		return d
+	}
+	return nil
 }

@@ -149,22 +149,16 @@ func defaultCwd(p *profiles.Profile) string {
 }
 
 // checkCwd accepts a working directory only inside what the agent may
-// reach. The helper then chdirs as the agent, so permissions still apply.
+// reach. The helper checks the resolved directory again after chdir, as the
+// agent, so permissions and symlinks cannot lead elsewhere.
 func checkCwd(p *profiles.Profile, cwd string) error {
 	if !filepath.IsAbs(cwd) || filepath.Clean(cwd) != cwd {
 		return invalidf("cwd %q must be a clean absolute path", cwd)
 	}
-	if sandbox.Within(cwd, "/proc") {
-		return invalidf("cwd %s: a working directory under /proc is not allowed", cwd)
+	if err := sandbox.CwdAllowed(cwd, p.Filesystem.Read, p.Filesystem.Write, p.Filesystem.Exec); err != nil {
+		return invalidf("%v (profile %s)", err, p.Name)
 	}
-	for _, list := range [][]string{p.Filesystem.Read, p.Filesystem.Write, p.Filesystem.Exec, {"/tmp"}} {
-		for _, dir := range list {
-			if sandbox.Within(cwd, dir) {
-				return nil
-			}
-		}
-	}
-	return invalidf("cwd %s is outside profile %s's filesystem paths", cwd, p.Name)
+	return nil
 }
 
 // buildEnv assembles the command's whole environment: the profile's set,
@@ -241,12 +235,14 @@ func (ls *loadedSet) hiddenFor(p *profiles.Profile, cfg *Config) []string {
 	return slices.Compact(hidden)
 }
 
-// grantedTo reports whether path is inside one of p's grants or contains
-// one (hiding it would hide the agent's own files).
+// grantedTo reports whether hiding path would hide one of p's own grants
+// (a grant equal to it or inside it). Another agent's directory inside a
+// broader grant of p (B's /home/b under A's read: /home) is still hidden:
+// agents' work directories are private to them.
 func grantedTo(p *profiles.Profile, path string) bool {
 	for _, list := range [][]string{p.Filesystem.Read, p.Filesystem.Write, p.Filesystem.Exec, landlock.Base.Write} {
 		for _, g := range list {
-			if sandbox.Within(path, g) || sandbox.Within(g, path) {
+			if sandbox.Within(g, path) {
 				return true
 			}
 		}

@@ -48,7 +48,7 @@ func TestNewRequestValidates(t *testing.T) {
 		{"cwd in proc", &deputyv1.ExecStart{Argv: []string{"ls"}, Cwd: "/proc/self"}, "under /proc"},
 		{"cwd relative", &deputyv1.ExecStart{Argv: []string{"ls"}, Cwd: "tmp"}, "clean absolute"},
 		{"cwd unclean", &deputyv1.ExecStart{Argv: []string{"ls"}, Cwd: "/srv/data/../../etc"}, "clean absolute"},
-		{"cwd outside grants", &deputyv1.ExecStart{Argv: []string{"ls"}, Cwd: "/etc"}, "outside profile tester's filesystem paths"},
+		{"cwd outside grants", &deputyv1.ExecStart{Argv: []string{"ls"}, Cwd: "/etc"}, "outside the profile's filesystem paths (profile tester)"},
 		{"cwd in read grant", &deputyv1.ExecStart{Argv: []string{"ls"}, Cwd: "/srv/data/x"}, ""},
 		{"cwd prefix is not a grant", &deputyv1.ExecStart{Argv: []string{"ls"}, Cwd: "/srv/database"}, "outside"},
 		{"bad correlation id", &deputyv1.ExecStart{Argv: []string{"ls"}, CorrelationId: "a b"}, "correlation id"},
@@ -121,9 +121,17 @@ func TestHiddenForOtherAgents(t *testing.T) {
 			t.Errorf("hidden lacks %s: %v", want, hidden)
 		}
 	}
-	// A path inside the agent's own read grant stays visible to it.
-	if slices.Contains(hidden, "/srv/data/shared") {
-		t.Errorf("hides a path inside the agent's own grant: %v", hidden)
+	// Another agent's directory stays hidden even inside a broader grant.
+	if !slices.Contains(hidden, "/srv/data/shared") {
+		t.Errorf("another agent's work directory inside a read grant is visible: %v", hidden)
+	}
+	// But hiding never covers the agent's own grant.
+	pb, _ := set.ByName("other")
+	cfg2 := &Config{Socket: "/run/deputy/deputy.sock", State: "/var/lib/deputy"}
+	for _, h := range ls.hiddenFor(pb, cfg2) {
+		if h == "/var/tmp/other" || h == "/srv/data/shared" {
+			t.Errorf("hides agent other's own grant %s", h)
+		}
 	}
 }
 

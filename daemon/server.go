@@ -116,6 +116,9 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("refusing to start: invalid profile set in %s:\n%w", cfg.Profiles, err)
 	}
+	if err := ensureProtected(cfg.ProtectedPaths); err != nil {
+		return fmt.Errorf("refusing to start: %w", err)
+	}
 	if err := os.MkdirAll(cfg.State, 0o700); err != nil {
 		return fmt.Errorf("create state directory: %w", err)
 	}
@@ -309,4 +312,25 @@ func (s *Server) Doctor(ctx context.Context, _ *deputyv1.DoctorRequest) (*deputy
 		return nil, status.Error(codes.Unauthenticated, err.Error())
 	}
 	return &deputyv1.DoctorResponse{Layers: s.layers}, nil
+}
+
+// ensureProtected creates missing protected directories, root-owned, so
+// that no agent with write access to a parent can create one first (and
+// fill it with forged logs), and refuses symlinks: the read-only mount
+// would protect whatever they point to, which the agent may control.
+func ensureProtected(paths []string) error {
+	for _, p := range paths {
+		fi, err := os.Lstat(p)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return fmt.Errorf("create protected path %s: %w", p, err)
+			}
+		case err != nil:
+			return fmt.Errorf("protected path %s: %w", p, err)
+		case fi.Mode()&os.ModeSymlink != 0:
+			return fmt.Errorf("protected path %s is a symlink; name its target in protectedPaths", p)
+		}
+	}
+	return nil
 }

@@ -173,6 +173,13 @@ func initSandbox(syncPipe *os.File) *InitError {
 		}
 		return fail("cwd", kind, fmt.Errorf("chdir %s: %w", spec.Cwd, err))
 	}
+	// chdir followed symlinks: check where it really led, with the rules
+	// the daemon applied to the requested path.
+	if wd, err := unix.Getwd(); err != nil {
+		return fail("cwd", KindInvalid, fmt.Errorf("getcwd after chdir %s: %w", spec.Cwd, err))
+	} else if err := CwdAllowed(wd, spec.Landlock.Read, spec.Landlock.Write, spec.Landlock.Exec); err != nil {
+		return fail("cwd", KindInvalid, fmt.Errorf("cwd %s resolves to %s: %w", spec.Cwd, wd, err))
+	}
 
 	// 9. Find the program the way a shell would, inside the sandbox.
 	path, ierr := lookPath(spec.Argv[0], spec.Env)

@@ -17,6 +17,13 @@ func setupMounts(m *Mounts) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make / private: %w", os.NewSyscallError("mount", err))
 	}
+	// Protected paths first, while the host's tree is still what we see:
+	// one under /tmp is then covered by the private /tmp, as it should be.
+	for _, p := range m.ReadOnly {
+		if err := bindReadOnly(p); err != nil {
+			return err
+		}
+	}
 	// Private, size-limited scratch space. /dev/shm too: otherwise "move to
 	// another filesystem" would land in the host's shared memory.
 	if m.TmpBytes > 0 {
@@ -34,11 +41,6 @@ func setupMounts(m *Mounts) error {
 			return fmt.Errorf("mount proc on /proc: %w", os.NewSyscallError("mount", err))
 		}
 	}
-	for _, p := range m.ReadOnly {
-		if err := bindReadOnly(p); err != nil {
-			return err
-		}
-	}
 	// Hidden paths go last so that they also cover anything inside a
 	// read-only tree.
 	for _, p := range m.Hidden {
@@ -53,8 +55,15 @@ func setupMounts(m *Mounts) error {
 // in this namespace. mount_setattr with AT_RECURSIVE covers submounts
 // atomically, which a per-mount MS_REMOUNT loop would race with.
 func bindReadOnly(p string) error {
-	if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
-		return nil // nothing to protect yet; the agent cannot create it (see Validate in daemon)
+	// Fail closed. A missing protected path could be created by an agent
+	// with write access to its parent (the daemon creates them at start);
+	// a symlink would make the mount protect whatever it points to.
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return fmt.Errorf("protected path %s: %w", p, err)
+	}
+	if fi.Mode()&os.ModeSymlink != 0 {
+		return fmt.Errorf("protected path %s is a symlink; protect its target instead", p)
 	}
 	if err := unix.Mount(p, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind %s: %w", p, os.NewSyscallError("mount", err))

@@ -194,3 +194,24 @@ func Within(p, dir string) bool {
 	}
 	return p == dir || strings.HasPrefix(p, dir+"/")
 }
+
+// CwdAllowed checks a working directory against the paths an agent may
+// reach: under one of grants or the exec's private /tmp, never under /proc.
+// The daemon checks the requested path; the helper checks it again after
+// chdir, resolved, so a symlink cannot lead elsewhere.
+func CwdAllowed(cwd string, grants ...[]string) error {
+	if err := checkAbs(cwd); err != nil {
+		return err
+	}
+	if Within(cwd, "/proc") {
+		return fmt.Errorf("cwd %s: a working directory under /proc is not allowed", cwd)
+	}
+	for _, list := range append(grants, []string{"/tmp"}) {
+		for _, dir := range list {
+			if Within(cwd, dir) {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("cwd %s is outside the profile's filesystem paths", cwd)
+}

@@ -1298,6 +1298,862 @@ func (x *VerifyAuditResponse) GetLastHash() string {
 	return ""
 }
 
+type ListApprovalsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListApprovalsRequest) Reset() {
+	*x = ListApprovalsRequest{}
+	mi := &file_deputy_v1_deputy_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListApprovalsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListApprovalsRequest) ProtoMessage() {}
+
+func (x *ListApprovalsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_deputy_v1_deputy_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListApprovalsRequest.ProtoReflect.Descriptor instead.
+func (*ListApprovalsRequest) Descriptor() ([]byte, []int) {
+	return file_deputy_v1_deputy_proto_rawDescGZIP(), []int{17}
+}
+
+type ListApprovalsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Approvals     []*Approval            `protobuf:"bytes,1,rep,name=approvals,proto3" json:"approvals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListApprovalsResponse) Reset() {
+	*x = ListApprovalsResponse{}
+	mi := &file_deputy_v1_deputy_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListApprovalsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListApprovalsResponse) ProtoMessage() {}
+
+func (x *ListApprovalsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_deputy_v1_deputy_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListApprovalsResponse.ProtoReflect.Descriptor instead.
+func (*ListApprovalsResponse) Descriptor() ([]byte, []int) {
+	return file_deputy_v1_deputy_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ListApprovalsResponse) GetApprovals() []*Approval {
+	if x != nil {
+		return x.Approvals
+	}
+	return nil
+}
+
+// Approval is an exec waiting for an approver.
+type Approval struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Agent         string                 `protobuf:"bytes,2,opt,name=agent,proto3" json:"agent,omitempty"`
+	PeerUid       uint32                 `protobuf:"varint,3,opt,name=peer_uid,json=peerUid,proto3" json:"peer_uid,omitempty"`
+	Argv          []string               `protobuf:"bytes,4,rep,name=argv,proto3" json:"argv,omitempty"`
+	Cwd           string                 `protobuf:"bytes,5,opt,name=cwd,proto3" json:"cwd,omitempty"`
+	Justification string                 `protobuf:"bytes,6,opt,name=justification,proto3" json:"justification,omitempty"`
+	CorrelationId string                 `protobuf:"bytes,7,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	// rule is the id of the rule that requires approval.
+	Rule    string                 `protobuf:"bytes,8,opt,name=rule,proto3" json:"rule,omitempty"`
+	Created *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created,proto3" json:"created,omitempty"`
+	// expires is when the waiting exec gives up (DEADLINE_EXCEEDED).
+	Expires       *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=expires,proto3" json:"expires,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Approval) Reset() {
+	*x = Approval{}
+	mi := &file_deputy_v1_deputy_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Approval) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Approval) ProtoMessage() {}
+
+func (x *Approval) ProtoReflect() protoreflect.Message {
+	mi := &file_deputy_v1_deputy_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Approval.ProtoReflect.Descriptor instead.
+func (*Approval) Descriptor() ([]byte, []int) {
+	return file_deputy_v1_deputy_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *Approval) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Approval) GetAgent() string {
+	if x != nil {
+		return x.Agent
+	}
+	return ""
+}
+
+func (x *Approval) GetPeerUid() uint32 {
+	if x != nil {
+		return x.PeerUid
+	}
+	return 0
+}
+
+func (x *Approval) GetArgv() []string {
+	if x != nil {
+		return x.Argv
+	}
+	return nil
+}
+
+func (x *Approval) GetCwd() string {
+	if x != nil {
+		return x.Cwd
+	}
+	return ""
+}
+
+func (x *Approval) GetJustification() string {
+	if x != nil {
+		return x.Justification
+	}
+	return ""
+}
+
+func (x *Approval) GetCorrelationId() string {
+	if x != nil {
+		return x.CorrelationId
+	}
+	return ""
+}
+
+func (x *Approval) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *Approval) GetCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
+func (x *Approval) GetExpires() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expires
+	}
+	return nil
+}
+
+type DecideApprovalRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Approve bool                   `protobuf:"varint,2,opt,name=approve,proto3" json:"approve,omitempty"`
+	// reason is recorded in the audit log; required to deny.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecideApprovalRequest) Reset() {
+	*x = DecideApprovalRequest{}
+	mi := &file_deputy_v1_deputy_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecideApprovalRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecideApprovalRequest) ProtoMessage() {}
+
+func (x *DecideApprovalRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_deputy_v1_deputy_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecideApprovalRequest.ProtoReflect.Descriptor instead.
+func (*DecideApprovalRequest) Descriptor() ([]byte, []int) {
+	return file_deputy_v1_deputy_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *DecideApprovalRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DecideApprovalRequest) GetApprove() bool {
+	if x != nil {
+		return x.Approve
+	}
+	return false
+}
+
+func (x *DecideApprovalRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type DecideApprovalResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecideApprovalResponse) Reset() {
+	*x = DecideApprovalResponse{}
+	mi := &file_deputy_v1_deputy_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecideApprovalResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecideApprovalResponse) ProtoMessage() {}
+
+func (x *DecideApprovalResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_deputy_v1_deputy_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecideApprovalResponse.ProtoReflect.Descriptor instead.
+func (*DecideApprovalResponse) Descriptor() ([]byte, []int) {
+	return file_deputy_v1_deputy_proto_rawDescGZIP(), []int{21}
+}
+
+type ListAgentsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAgentsRequest) Reset() {
+	*x = ListAgentsRequest{}
+	mi := &file_deputy_v1_deputy_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAgentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAgentsRequest) ProtoMessage() {}
+
+func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_deputy_v1_deputy_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
+func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
+	return file_deputy_v1_deputy_proto_rawDescGZIP(), []int{22}
+}
+
+type ListAgentsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Agents        []*Agent               `protobuf:"bytes,1,rep,name=agents,proto3" json:"agents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAgentsResponse) Reset() {
+	*x = ListAgentsResponse{}
+	mi := &file_deputy_v1_deputy_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAgentsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAgentsResponse) ProtoMessage() {}
+
+func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_deputy_v1_deputy_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
+func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
+	return file_deputy_v1_deputy_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ListAgentsResponse) GetAgents() []*Agent {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
+}
+
+// Agent is one profile and what it has done lately.
+type Agent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Description   string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	PeerUids      []uint32               `protobuf:"varint,3,rep,packed,name=peer_uids,json=peerUids,proto3" json:"peer_uids,omitempty"`
+	RunAsUid      uint32                 `protobuf:"varint,4,opt,name=run_as_uid,json=runAsUid,proto3" json:"run_as_uid,omitempty"`
+	RunAsGid      uint32                 `protobuf:"varint,5,opt,name=run_as_gid,json=runAsGid,proto3" json:"run_as_gid,omitempty"`
+	ProfileFile   string                 `protobuf:"bytes,6,opt,name=profile_file,json=profileFile,proto3" json:"profile_file,omitempty"`
+	ProfileDigest string                 `protobuf:"bytes,7,opt,name=profile_digest,json=profileDigest,proto3" json:"profile_digest,omitempty"`
+	// last_exec is when the agent last started a command; unset if never
+	// since the daemon started.
+	LastExec *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_exec,json=lastExec,proto3" json:"last_exec,omitempty"`
+	// execs_24h and denials_24h count the last 24 hours since the daemon
+	// started.
+	Execs_24H   uint32 `protobuf:"varint,9,opt,name=execs_24h,json=execs24h,proto3" json:"execs_24h,omitempty"`
+	Denials_24H uint32 `protobuf:"varint,10,opt,name=denials_24h,json=denials24h,proto3" json:"denials_24h,omitempty"`
+	// running is the number of the agent's execs running now.
+	Running       uint32 `protobuf:"varint,11,opt,name=running,proto3" json:"running,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Agent) Reset() {
+	*x = Agent{}
+	mi := &file_deputy_v1_deputy_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Agent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Agent) ProtoMessage() {}
+
+func (x *Agent) ProtoReflect() protoreflect.Message {
+	mi := &file_deputy_v1_deputy_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Agent.ProtoReflect.Descriptor instead.
+func (*Agent) Descriptor() ([]byte, []int) {
+	return file_deputy_v1_deputy_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *Agent) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Agent) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Agent) GetPeerUids() []uint32 {
+	if x != nil {
+		return x.PeerUids
+	}
+	return nil
+}
+
+func (x *Agent) GetRunAsUid() uint32 {
+	if x != nil {
+		return x.RunAsUid
+	}
+	return 0
+}
+
+func (x *Agent) GetRunAsGid() uint32 {
+	if x != nil {
+		return x.RunAsGid
+	}
+	return 0
+}
+
+func (x *Agent) GetProfileFile() string {
+	if x != nil {
+		return x.ProfileFile
+	}
+	return ""
+}
+
+func (x *Agent) GetProfileDigest() string {
+	if x != nil {
+		return x.ProfileDigest
+	}
+	return ""
+}
+
+func (x *Agent) GetLastExec() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastExec
+	}
+	return nil
+}
+
+func (x *Agent) GetExecs_24H() uint32 {
+	if x != nil {
+		return x.Execs_24H
+	}
+	return 0
+}
+
+func (x *Agent) GetDenials_24H() uint32 {
+	if x != nil {
+		return x.Denials_24H
+	}
+	return 0
+}
+
+func (x *Agent) GetRunning() uint32 {
+	if x != nil {
+		return x.Running
+	}
+	return 0
+}
+
+type ExplainRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Agent         string                 `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
+	Argv          []string               `protobuf:"bytes,2,rep,name=argv,proto3" json:"argv,omitempty"`
+	Justification string                 `protobuf:"bytes,3,opt,name=justification,proto3" json:"justification,omitempty"`
+	Cwd           string                 `protobuf:"bytes,4,opt,name=cwd,proto3" json:"cwd,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainRequest) Reset() {
+	*x = ExplainRequest{}
+	mi := &file_deputy_v1_deputy_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainRequest) ProtoMessage() {}
+
+func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_deputy_v1_deputy_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainRequest.ProtoReflect.Descriptor instead.
+func (*ExplainRequest) Descriptor() ([]byte, []int) {
+	return file_deputy_v1_deputy_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ExplainRequest) GetAgent() string {
+	if x != nil {
+		return x.Agent
+	}
+	return ""
+}
+
+func (x *ExplainRequest) GetArgv() []string {
+	if x != nil {
+		return x.Argv
+	}
+	return nil
+}
+
+func (x *ExplainRequest) GetJustification() string {
+	if x != nil {
+		return x.Justification
+	}
+	return ""
+}
+
+func (x *ExplainRequest) GetCwd() string {
+	if x != nil {
+		return x.Cwd
+	}
+	return ""
+}
+
+// ExplainResponse is what Exec would decide, without running anything.
+type ExplainResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Allow bool                   `protobuf:"varint,1,opt,name=allow,proto3" json:"allow,omitempty"`
+	// rule is the deciding rule id ("default", "schedule", "require", or a
+	// rule of the profile).
+	Rule          string `protobuf:"bytes,2,opt,name=rule,proto3" json:"rule,omitempty"`
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	NeedsApproval bool   `protobuf:"varint,4,opt,name=needs_approval,json=needsApproval,proto3" json:"needs_approval,omitempty"`
+	// program is argv[0] resolved to an absolute path as the policy sees it.
+	Program string `protobuf:"bytes,5,opt,name=program,proto3" json:"program,omitempty"`
+	// allowed_hint, on a denial, says what the profile does allow.
+	AllowedHint string `protobuf:"bytes,6,opt,name=allowed_hint,json=allowedHint,proto3" json:"allowed_hint,omitempty"`
+	// code is the gRPC status code Exec would return when it refuses
+	// ("PERMISSION_DENIED", "INVALID_ARGUMENT", ...), empty when it would run.
+	Code          string   `protobuf:"bytes,7,opt,name=code,proto3" json:"code,omitempty"`
+	Sandbox       *Sandbox `protobuf:"bytes,8,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainResponse) Reset() {
+	*x = ExplainResponse{}
+	mi := &file_deputy_v1_deputy_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainResponse) ProtoMessage() {}
+
+func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_deputy_v1_deputy_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainResponse.ProtoReflect.Descriptor instead.
+func (*ExplainResponse) Descriptor() ([]byte, []int) {
+	return file_deputy_v1_deputy_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ExplainResponse) GetAllow() bool {
+	if x != nil {
+		return x.Allow
+	}
+	return false
+}
+
+func (x *ExplainResponse) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetNeedsApproval() bool {
+	if x != nil {
+		return x.NeedsApproval
+	}
+	return false
+}
+
+func (x *ExplainResponse) GetProgram() string {
+	if x != nil {
+		return x.Program
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetAllowedHint() string {
+	if x != nil {
+		return x.AllowedHint
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetSandbox() *Sandbox {
+	if x != nil {
+		return x.Sandbox
+	}
+	return nil
+}
+
+// Sandbox summarizes the confinement an exec gets.
+type Sandbox struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Agent       string                 `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
+	Uid         uint32                 `protobuf:"varint,2,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid         uint32                 `protobuf:"varint,3,opt,name=gid,proto3" json:"gid,omitempty"`
+	Network     string                 `protobuf:"bytes,4,opt,name=network,proto3" json:"network,omitempty"`
+	Timeout     *durationpb.Duration   `protobuf:"bytes,5,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	MemoryBytes int64                  `protobuf:"varint,6,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	Pids        int64                  `protobuf:"varint,7,opt,name=pids,proto3" json:"pids,omitempty"`
+	Cpu         float64                `protobuf:"fixed64,8,opt,name=cpu,proto3" json:"cpu,omitempty"`
+	OutputBytes int64                  `protobuf:"varint,9,opt,name=output_bytes,json=outputBytes,proto3" json:"output_bytes,omitempty"`
+	Read        []string               `protobuf:"bytes,10,rep,name=read,proto3" json:"read,omitempty"`
+	Write       []string               `protobuf:"bytes,11,rep,name=write,proto3" json:"write,omitempty"`
+	Exec        []string               `protobuf:"bytes,12,rep,name=exec,proto3" json:"exec,omitempty"`
+	ReadOnly    []string               `protobuf:"bytes,13,rep,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	Hidden      []string               `protobuf:"bytes,14,rep,name=hidden,proto3" json:"hidden,omitempty"`
+	// seccomp_denied lists the syscalls the filter refuses (default list plus
+	// the profile's deny, minus its allow overrides).
+	SeccompDenied           []string `protobuf:"bytes,15,rep,name=seccomp_denied,json=seccompDenied,proto3" json:"seccomp_denied,omitempty"`
+	SeccompAllowedOverrides []string `protobuf:"bytes,16,rep,name=seccomp_allowed_overrides,json=seccompAllowedOverrides,proto3" json:"seccomp_allowed_overrides,omitempty"`
+	Cwd                     string   `protobuf:"bytes,17,opt,name=cwd,proto3" json:"cwd,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
+}
+
+func (x *Sandbox) Reset() {
+	*x = Sandbox{}
+	mi := &file_deputy_v1_deputy_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Sandbox) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Sandbox) ProtoMessage() {}
+
+func (x *Sandbox) ProtoReflect() protoreflect.Message {
+	mi := &file_deputy_v1_deputy_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Sandbox.ProtoReflect.Descriptor instead.
+func (*Sandbox) Descriptor() ([]byte, []int) {
+	return file_deputy_v1_deputy_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *Sandbox) GetAgent() string {
+	if x != nil {
+		return x.Agent
+	}
+	return ""
+}
+
+func (x *Sandbox) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *Sandbox) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+func (x *Sandbox) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
+func (x *Sandbox) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *Sandbox) GetMemoryBytes() int64 {
+	if x != nil {
+		return x.MemoryBytes
+	}
+	return 0
+}
+
+func (x *Sandbox) GetPids() int64 {
+	if x != nil {
+		return x.Pids
+	}
+	return 0
+}
+
+func (x *Sandbox) GetCpu() float64 {
+	if x != nil {
+		return x.Cpu
+	}
+	return 0
+}
+
+func (x *Sandbox) GetOutputBytes() int64 {
+	if x != nil {
+		return x.OutputBytes
+	}
+	return 0
+}
+
+func (x *Sandbox) GetRead() []string {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
+func (x *Sandbox) GetWrite() []string {
+	if x != nil {
+		return x.Write
+	}
+	return nil
+}
+
+func (x *Sandbox) GetExec() []string {
+	if x != nil {
+		return x.Exec
+	}
+	return nil
+}
+
+func (x *Sandbox) GetReadOnly() []string {
+	if x != nil {
+		return x.ReadOnly
+	}
+	return nil
+}
+
+func (x *Sandbox) GetHidden() []string {
+	if x != nil {
+		return x.Hidden
+	}
+	return nil
+}
+
+func (x *Sandbox) GetSeccompDenied() []string {
+	if x != nil {
+		return x.SeccompDenied
+	}
+	return nil
+}
+
+func (x *Sandbox) GetSeccompAllowedOverrides() []string {
+	if x != nil {
+		return x.SeccompAllowedOverrides
+	}
+	return nil
+}
+
+func (x *Sandbox) GetCwd() string {
+	if x != nil {
+		return x.Cwd
+	}
+	return ""
+}
+
 var File_deputy_v1_deputy_proto protoreflect.FileDescriptor
 
 const file_deputy_v1_deputy_proto_rawDesc = "" +
@@ -1395,14 +2251,91 @@ const file_deputy_v1_deputy_proto_rawDesc = "" +
 	"\x05files\x18\x03 \x01(\rR\x05files\x12%\n" +
 	"\x0etruncated_tail\x18\x04 \x01(\bR\rtruncatedTail\x12\x18\n" +
 	"\aproblem\x18\x05 \x01(\tR\aproblem\x12\x1b\n" +
-	"\tlast_hash\x18\x06 \x01(\tR\blastHash2\xd3\x02\n" +
+	"\tlast_hash\x18\x06 \x01(\tR\blastHash\"\x16\n" +
+	"\x14ListApprovalsRequest\"J\n" +
+	"\x15ListApprovalsResponse\x121\n" +
+	"\tapprovals\x18\x01 \x03(\v2\x13.deputy.v1.ApprovalR\tapprovals\"\xbe\x02\n" +
+	"\bApproval\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05agent\x18\x02 \x01(\tR\x05agent\x12\x19\n" +
+	"\bpeer_uid\x18\x03 \x01(\rR\apeerUid\x12\x12\n" +
+	"\x04argv\x18\x04 \x03(\tR\x04argv\x12\x10\n" +
+	"\x03cwd\x18\x05 \x01(\tR\x03cwd\x12$\n" +
+	"\rjustification\x18\x06 \x01(\tR\rjustification\x12%\n" +
+	"\x0ecorrelation_id\x18\a \x01(\tR\rcorrelationId\x12\x12\n" +
+	"\x04rule\x18\b \x01(\tR\x04rule\x124\n" +
+	"\acreated\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x124\n" +
+	"\aexpires\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\"Y\n" +
+	"\x15DecideApprovalRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aapprove\x18\x02 \x01(\bR\aapprove\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x18\n" +
+	"\x16DecideApprovalResponse\"\x13\n" +
+	"\x11ListAgentsRequest\">\n" +
+	"\x12ListAgentsResponse\x12(\n" +
+	"\x06agents\x18\x01 \x03(\v2\x10.deputy.v1.AgentR\x06agents\"\xf1\x02\n" +
+	"\x05Agent\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1b\n" +
+	"\tpeer_uids\x18\x03 \x03(\rR\bpeerUids\x12\x1c\n" +
+	"\n" +
+	"run_as_uid\x18\x04 \x01(\rR\brunAsUid\x12\x1c\n" +
+	"\n" +
+	"run_as_gid\x18\x05 \x01(\rR\brunAsGid\x12!\n" +
+	"\fprofile_file\x18\x06 \x01(\tR\vprofileFile\x12%\n" +
+	"\x0eprofile_digest\x18\a \x01(\tR\rprofileDigest\x127\n" +
+	"\tlast_exec\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\blastExec\x12\x1b\n" +
+	"\texecs_24h\x18\t \x01(\rR\bexecs24h\x12\x1f\n" +
+	"\vdenials_24h\x18\n" +
+	" \x01(\rR\n" +
+	"denials24h\x12\x18\n" +
+	"\arunning\x18\v \x01(\rR\arunning\"r\n" +
+	"\x0eExplainRequest\x12\x14\n" +
+	"\x05agent\x18\x01 \x01(\tR\x05agent\x12\x12\n" +
+	"\x04argv\x18\x02 \x03(\tR\x04argv\x12$\n" +
+	"\rjustification\x18\x03 \x01(\tR\rjustification\x12\x10\n" +
+	"\x03cwd\x18\x04 \x01(\tR\x03cwd\"\xf9\x01\n" +
+	"\x0fExplainResponse\x12\x14\n" +
+	"\x05allow\x18\x01 \x01(\bR\x05allow\x12\x12\n" +
+	"\x04rule\x18\x02 \x01(\tR\x04rule\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12%\n" +
+	"\x0eneeds_approval\x18\x04 \x01(\bR\rneedsApproval\x12\x18\n" +
+	"\aprogram\x18\x05 \x01(\tR\aprogram\x12!\n" +
+	"\fallowed_hint\x18\x06 \x01(\tR\vallowedHint\x12\x12\n" +
+	"\x04code\x18\a \x01(\tR\x04code\x12,\n" +
+	"\asandbox\x18\b \x01(\v2\x12.deputy.v1.SandboxR\asandbox\"\xe6\x03\n" +
+	"\aSandbox\x12\x14\n" +
+	"\x05agent\x18\x01 \x01(\tR\x05agent\x12\x10\n" +
+	"\x03uid\x18\x02 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\x03 \x01(\rR\x03gid\x12\x18\n" +
+	"\anetwork\x18\x04 \x01(\tR\anetwork\x123\n" +
+	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12!\n" +
+	"\fmemory_bytes\x18\x06 \x01(\x03R\vmemoryBytes\x12\x12\n" +
+	"\x04pids\x18\a \x01(\x03R\x04pids\x12\x10\n" +
+	"\x03cpu\x18\b \x01(\x01R\x03cpu\x12!\n" +
+	"\foutput_bytes\x18\t \x01(\x03R\voutputBytes\x12\x12\n" +
+	"\x04read\x18\n" +
+	" \x03(\tR\x04read\x12\x14\n" +
+	"\x05write\x18\v \x03(\tR\x05write\x12\x12\n" +
+	"\x04exec\x18\f \x03(\tR\x04exec\x12\x1b\n" +
+	"\tread_only\x18\r \x03(\tR\breadOnly\x12\x16\n" +
+	"\x06hidden\x18\x0e \x03(\tR\x06hidden\x12%\n" +
+	"\x0eseccomp_denied\x18\x0f \x03(\tR\rseccompDenied\x12:\n" +
+	"\x19seccomp_allowed_overrides\x18\x10 \x03(\tR\x17seccompAllowedOverrides\x12\x10\n" +
+	"\x03cwd\x18\x11 \x01(\tR\x03cwd2\x8b\x05\n" +
 	"\x06Deputy\x12;\n" +
 	"\x04Exec\x12\x16.deputy.v1.ExecRequest\x1a\x17.deputy.v1.ExecResponse(\x010\x01\x12@\n" +
 	"\aVersion\x12\x19.deputy.v1.VersionRequest\x1a\x1a.deputy.v1.VersionResponse\x12=\n" +
 	"\x06Doctor\x12\x18.deputy.v1.DoctorRequest\x1a\x19.deputy.v1.DoctorResponse\x12=\n" +
 	"\n" +
 	"QueryAudit\x12\x15.deputy.v1.AuditQuery\x1a\x16.deputy.v1.AuditRecord0\x01\x12L\n" +
-	"\vVerifyAudit\x12\x1d.deputy.v1.VerifyAuditRequest\x1a\x1e.deputy.v1.VerifyAuditResponseB5Z3github.com/deputyhq/deputy/proto/deputy/v1;deputyv1b\x06proto3"
+	"\vVerifyAudit\x12\x1d.deputy.v1.VerifyAuditRequest\x1a\x1e.deputy.v1.VerifyAuditResponse\x12R\n" +
+	"\rListApprovals\x12\x1f.deputy.v1.ListApprovalsRequest\x1a .deputy.v1.ListApprovalsResponse\x12U\n" +
+	"\x0eDecideApproval\x12 .deputy.v1.DecideApprovalRequest\x1a!.deputy.v1.DecideApprovalResponse\x12I\n" +
+	"\n" +
+	"ListAgents\x12\x1c.deputy.v1.ListAgentsRequest\x1a\x1d.deputy.v1.ListAgentsResponse\x12@\n" +
+	"\aExplain\x12\x19.deputy.v1.ExplainRequest\x1a\x1a.deputy.v1.ExplainResponseB5Z3github.com/deputyhq/deputy/proto/deputy/v1;deputyv1b\x06proto3"
 
 var (
 	file_deputy_v1_deputy_proto_rawDescOnce sync.Once
@@ -1416,60 +2349,86 @@ func file_deputy_v1_deputy_proto_rawDescGZIP() []byte {
 	return file_deputy_v1_deputy_proto_rawDescData
 }
 
-var file_deputy_v1_deputy_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_deputy_v1_deputy_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_deputy_v1_deputy_proto_goTypes = []any{
-	(*ExecRequest)(nil),           // 0: deputy.v1.ExecRequest
-	(*ExecStart)(nil),             // 1: deputy.v1.ExecStart
-	(*StdinClose)(nil),            // 2: deputy.v1.StdinClose
-	(*Signal)(nil),                // 3: deputy.v1.Signal
-	(*ExecResponse)(nil),          // 4: deputy.v1.ExecResponse
-	(*Started)(nil),               // 5: deputy.v1.Started
-	(*Exited)(nil),                // 6: deputy.v1.Exited
-	(*ResourceUsage)(nil),         // 7: deputy.v1.ResourceUsage
-	(*VersionRequest)(nil),        // 8: deputy.v1.VersionRequest
-	(*VersionResponse)(nil),       // 9: deputy.v1.VersionResponse
-	(*DoctorRequest)(nil),         // 10: deputy.v1.DoctorRequest
-	(*DoctorResponse)(nil),        // 11: deputy.v1.DoctorResponse
-	(*Layer)(nil),                 // 12: deputy.v1.Layer
-	(*AuditQuery)(nil),            // 13: deputy.v1.AuditQuery
-	(*AuditRecord)(nil),           // 14: deputy.v1.AuditRecord
-	(*VerifyAuditRequest)(nil),    // 15: deputy.v1.VerifyAuditRequest
-	(*VerifyAuditResponse)(nil),   // 16: deputy.v1.VerifyAuditResponse
-	nil,                           // 17: deputy.v1.ExecStart.EnvEntry
-	(*durationpb.Duration)(nil),   // 18: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*ExecRequest)(nil),            // 0: deputy.v1.ExecRequest
+	(*ExecStart)(nil),              // 1: deputy.v1.ExecStart
+	(*StdinClose)(nil),             // 2: deputy.v1.StdinClose
+	(*Signal)(nil),                 // 3: deputy.v1.Signal
+	(*ExecResponse)(nil),           // 4: deputy.v1.ExecResponse
+	(*Started)(nil),                // 5: deputy.v1.Started
+	(*Exited)(nil),                 // 6: deputy.v1.Exited
+	(*ResourceUsage)(nil),          // 7: deputy.v1.ResourceUsage
+	(*VersionRequest)(nil),         // 8: deputy.v1.VersionRequest
+	(*VersionResponse)(nil),        // 9: deputy.v1.VersionResponse
+	(*DoctorRequest)(nil),          // 10: deputy.v1.DoctorRequest
+	(*DoctorResponse)(nil),         // 11: deputy.v1.DoctorResponse
+	(*Layer)(nil),                  // 12: deputy.v1.Layer
+	(*AuditQuery)(nil),             // 13: deputy.v1.AuditQuery
+	(*AuditRecord)(nil),            // 14: deputy.v1.AuditRecord
+	(*VerifyAuditRequest)(nil),     // 15: deputy.v1.VerifyAuditRequest
+	(*VerifyAuditResponse)(nil),    // 16: deputy.v1.VerifyAuditResponse
+	(*ListApprovalsRequest)(nil),   // 17: deputy.v1.ListApprovalsRequest
+	(*ListApprovalsResponse)(nil),  // 18: deputy.v1.ListApprovalsResponse
+	(*Approval)(nil),               // 19: deputy.v1.Approval
+	(*DecideApprovalRequest)(nil),  // 20: deputy.v1.DecideApprovalRequest
+	(*DecideApprovalResponse)(nil), // 21: deputy.v1.DecideApprovalResponse
+	(*ListAgentsRequest)(nil),      // 22: deputy.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),     // 23: deputy.v1.ListAgentsResponse
+	(*Agent)(nil),                  // 24: deputy.v1.Agent
+	(*ExplainRequest)(nil),         // 25: deputy.v1.ExplainRequest
+	(*ExplainResponse)(nil),        // 26: deputy.v1.ExplainResponse
+	(*Sandbox)(nil),                // 27: deputy.v1.Sandbox
+	nil,                            // 28: deputy.v1.ExecStart.EnvEntry
+	(*durationpb.Duration)(nil),    // 29: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),  // 30: google.protobuf.Timestamp
 }
 var file_deputy_v1_deputy_proto_depIdxs = []int32{
 	1,  // 0: deputy.v1.ExecRequest.start:type_name -> deputy.v1.ExecStart
 	2,  // 1: deputy.v1.ExecRequest.stdin_close:type_name -> deputy.v1.StdinClose
 	3,  // 2: deputy.v1.ExecRequest.signal:type_name -> deputy.v1.Signal
-	17, // 3: deputy.v1.ExecStart.env:type_name -> deputy.v1.ExecStart.EnvEntry
-	18, // 4: deputy.v1.ExecStart.timeout:type_name -> google.protobuf.Duration
+	28, // 3: deputy.v1.ExecStart.env:type_name -> deputy.v1.ExecStart.EnvEntry
+	29, // 4: deputy.v1.ExecStart.timeout:type_name -> google.protobuf.Duration
 	5,  // 5: deputy.v1.ExecResponse.started:type_name -> deputy.v1.Started
 	6,  // 6: deputy.v1.ExecResponse.exited:type_name -> deputy.v1.Exited
-	18, // 7: deputy.v1.Exited.duration:type_name -> google.protobuf.Duration
+	29, // 7: deputy.v1.Exited.duration:type_name -> google.protobuf.Duration
 	7,  // 8: deputy.v1.Exited.usage:type_name -> deputy.v1.ResourceUsage
-	18, // 9: deputy.v1.ResourceUsage.user_time:type_name -> google.protobuf.Duration
-	18, // 10: deputy.v1.ResourceUsage.system_time:type_name -> google.protobuf.Duration
-	19, // 11: deputy.v1.VersionResponse.started_at:type_name -> google.protobuf.Timestamp
+	29, // 9: deputy.v1.ResourceUsage.user_time:type_name -> google.protobuf.Duration
+	29, // 10: deputy.v1.ResourceUsage.system_time:type_name -> google.protobuf.Duration
+	30, // 11: deputy.v1.VersionResponse.started_at:type_name -> google.protobuf.Timestamp
 	12, // 12: deputy.v1.DoctorResponse.layers:type_name -> deputy.v1.Layer
-	19, // 13: deputy.v1.AuditQuery.since:type_name -> google.protobuf.Timestamp
-	19, // 14: deputy.v1.AuditQuery.until:type_name -> google.protobuf.Timestamp
-	0,  // 15: deputy.v1.Deputy.Exec:input_type -> deputy.v1.ExecRequest
-	8,  // 16: deputy.v1.Deputy.Version:input_type -> deputy.v1.VersionRequest
-	10, // 17: deputy.v1.Deputy.Doctor:input_type -> deputy.v1.DoctorRequest
-	13, // 18: deputy.v1.Deputy.QueryAudit:input_type -> deputy.v1.AuditQuery
-	15, // 19: deputy.v1.Deputy.VerifyAudit:input_type -> deputy.v1.VerifyAuditRequest
-	4,  // 20: deputy.v1.Deputy.Exec:output_type -> deputy.v1.ExecResponse
-	9,  // 21: deputy.v1.Deputy.Version:output_type -> deputy.v1.VersionResponse
-	11, // 22: deputy.v1.Deputy.Doctor:output_type -> deputy.v1.DoctorResponse
-	14, // 23: deputy.v1.Deputy.QueryAudit:output_type -> deputy.v1.AuditRecord
-	16, // 24: deputy.v1.Deputy.VerifyAudit:output_type -> deputy.v1.VerifyAuditResponse
-	20, // [20:25] is the sub-list for method output_type
-	15, // [15:20] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	30, // 13: deputy.v1.AuditQuery.since:type_name -> google.protobuf.Timestamp
+	30, // 14: deputy.v1.AuditQuery.until:type_name -> google.protobuf.Timestamp
+	19, // 15: deputy.v1.ListApprovalsResponse.approvals:type_name -> deputy.v1.Approval
+	30, // 16: deputy.v1.Approval.created:type_name -> google.protobuf.Timestamp
+	30, // 17: deputy.v1.Approval.expires:type_name -> google.protobuf.Timestamp
+	24, // 18: deputy.v1.ListAgentsResponse.agents:type_name -> deputy.v1.Agent
+	30, // 19: deputy.v1.Agent.last_exec:type_name -> google.protobuf.Timestamp
+	27, // 20: deputy.v1.ExplainResponse.sandbox:type_name -> deputy.v1.Sandbox
+	29, // 21: deputy.v1.Sandbox.timeout:type_name -> google.protobuf.Duration
+	0,  // 22: deputy.v1.Deputy.Exec:input_type -> deputy.v1.ExecRequest
+	8,  // 23: deputy.v1.Deputy.Version:input_type -> deputy.v1.VersionRequest
+	10, // 24: deputy.v1.Deputy.Doctor:input_type -> deputy.v1.DoctorRequest
+	13, // 25: deputy.v1.Deputy.QueryAudit:input_type -> deputy.v1.AuditQuery
+	15, // 26: deputy.v1.Deputy.VerifyAudit:input_type -> deputy.v1.VerifyAuditRequest
+	17, // 27: deputy.v1.Deputy.ListApprovals:input_type -> deputy.v1.ListApprovalsRequest
+	20, // 28: deputy.v1.Deputy.DecideApproval:input_type -> deputy.v1.DecideApprovalRequest
+	22, // 29: deputy.v1.Deputy.ListAgents:input_type -> deputy.v1.ListAgentsRequest
+	25, // 30: deputy.v1.Deputy.Explain:input_type -> deputy.v1.ExplainRequest
+	4,  // 31: deputy.v1.Deputy.Exec:output_type -> deputy.v1.ExecResponse
+	9,  // 32: deputy.v1.Deputy.Version:output_type -> deputy.v1.VersionResponse
+	11, // 33: deputy.v1.Deputy.Doctor:output_type -> deputy.v1.DoctorResponse
+	14, // 34: deputy.v1.Deputy.QueryAudit:output_type -> deputy.v1.AuditRecord
+	16, // 35: deputy.v1.Deputy.VerifyAudit:output_type -> deputy.v1.VerifyAuditResponse
+	18, // 36: deputy.v1.Deputy.ListApprovals:output_type -> deputy.v1.ListApprovalsResponse
+	21, // 37: deputy.v1.Deputy.DecideApproval:output_type -> deputy.v1.DecideApprovalResponse
+	23, // 38: deputy.v1.Deputy.ListAgents:output_type -> deputy.v1.ListAgentsResponse
+	26, // 39: deputy.v1.Deputy.Explain:output_type -> deputy.v1.ExplainResponse
+	31, // [31:40] is the sub-list for method output_type
+	22, // [22:31] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_deputy_v1_deputy_proto_init() }
@@ -1495,7 +2454,7 @@ func file_deputy_v1_deputy_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_deputy_v1_deputy_proto_rawDesc), len(file_deputy_v1_deputy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,11 +25,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Deputy_Exec_FullMethodName        = "/deputy.v1.Deputy/Exec"
-	Deputy_Version_FullMethodName     = "/deputy.v1.Deputy/Version"
-	Deputy_Doctor_FullMethodName      = "/deputy.v1.Deputy/Doctor"
-	Deputy_QueryAudit_FullMethodName  = "/deputy.v1.Deputy/QueryAudit"
-	Deputy_VerifyAudit_FullMethodName = "/deputy.v1.Deputy/VerifyAudit"
+	Deputy_Exec_FullMethodName           = "/deputy.v1.Deputy/Exec"
+	Deputy_Version_FullMethodName        = "/deputy.v1.Deputy/Version"
+	Deputy_Doctor_FullMethodName         = "/deputy.v1.Deputy/Doctor"
+	Deputy_QueryAudit_FullMethodName     = "/deputy.v1.Deputy/QueryAudit"
+	Deputy_VerifyAudit_FullMethodName    = "/deputy.v1.Deputy/VerifyAudit"
+	Deputy_ListApprovals_FullMethodName  = "/deputy.v1.Deputy/ListApprovals"
+	Deputy_DecideApproval_FullMethodName = "/deputy.v1.Deputy/DecideApproval"
+	Deputy_ListAgents_FullMethodName     = "/deputy.v1.Deputy/ListAgents"
+	Deputy_Explain_FullMethodName        = "/deputy.v1.Deputy/Explain"
 )
 
 // DeputyClient is the client API for Deputy service.
@@ -57,6 +61,20 @@ type DeputyClient interface {
 	QueryAudit(ctx context.Context, in *AuditQuery, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AuditRecord], error)
 	// VerifyAudit checks the audit log's hash chain. Auditors only.
 	VerifyAudit(ctx context.Context, in *VerifyAuditRequest, opts ...grpc.CallOption) (*VerifyAuditResponse, error)
+	// ListApprovals lists the execs waiting for a human decision. Approvers
+	// only (root and the daemon config's approvers).
+	ListApprovals(ctx context.Context, in *ListApprovalsRequest, opts ...grpc.CallOption) (*ListApprovalsResponse, error)
+	// DecideApproval approves or denies a waiting exec. Approvers only, and
+	// never for an agent the approver is a peer of. A denial needs a reason.
+	DecideApproval(ctx context.Context, in *DecideApprovalRequest, opts ...grpc.CallOption) (*DecideApprovalResponse, error)
+	// ListAgents is the inventory of agents, for admins and auditors (root,
+	// auditors, approvers).
+	ListAgents(ctx context.Context, in *ListAgentsRequest, opts ...grpc.CallOption) (*ListAgentsResponse, error)
+	// Explain evaluates the policy for a command line without running
+	// anything: the decision, the rule that decided, and the sandbox the
+	// command would get. Admins and auditors may explain any agent; a peer of
+	// an agent may explain that agent.
+	Explain(ctx context.Context, in *ExplainRequest, opts ...grpc.CallOption) (*ExplainResponse, error)
 }
 
 type deputyClient struct {
@@ -129,6 +147,46 @@ func (c *deputyClient) VerifyAudit(ctx context.Context, in *VerifyAuditRequest, 
 	return out, nil
 }
 
+func (c *deputyClient) ListApprovals(ctx context.Context, in *ListApprovalsRequest, opts ...grpc.CallOption) (*ListApprovalsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListApprovalsResponse)
+	err := c.cc.Invoke(ctx, Deputy_ListApprovals_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *deputyClient) DecideApproval(ctx context.Context, in *DecideApprovalRequest, opts ...grpc.CallOption) (*DecideApprovalResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DecideApprovalResponse)
+	err := c.cc.Invoke(ctx, Deputy_DecideApproval_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *deputyClient) ListAgents(ctx context.Context, in *ListAgentsRequest, opts ...grpc.CallOption) (*ListAgentsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAgentsResponse)
+	err := c.cc.Invoke(ctx, Deputy_ListAgents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *deputyClient) Explain(ctx context.Context, in *ExplainRequest, opts ...grpc.CallOption) (*ExplainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExplainResponse)
+	err := c.cc.Invoke(ctx, Deputy_Explain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DeputyServer is the server API for Deputy service.
 // All implementations must embed UnimplementedDeputyServer
 // for forward compatibility.
@@ -154,6 +212,20 @@ type DeputyServer interface {
 	QueryAudit(*AuditQuery, grpc.ServerStreamingServer[AuditRecord]) error
 	// VerifyAudit checks the audit log's hash chain. Auditors only.
 	VerifyAudit(context.Context, *VerifyAuditRequest) (*VerifyAuditResponse, error)
+	// ListApprovals lists the execs waiting for a human decision. Approvers
+	// only (root and the daemon config's approvers).
+	ListApprovals(context.Context, *ListApprovalsRequest) (*ListApprovalsResponse, error)
+	// DecideApproval approves or denies a waiting exec. Approvers only, and
+	// never for an agent the approver is a peer of. A denial needs a reason.
+	DecideApproval(context.Context, *DecideApprovalRequest) (*DecideApprovalResponse, error)
+	// ListAgents is the inventory of agents, for admins and auditors (root,
+	// auditors, approvers).
+	ListAgents(context.Context, *ListAgentsRequest) (*ListAgentsResponse, error)
+	// Explain evaluates the policy for a command line without running
+	// anything: the decision, the rule that decided, and the sandbox the
+	// command would get. Admins and auditors may explain any agent; a peer of
+	// an agent may explain that agent.
+	Explain(context.Context, *ExplainRequest) (*ExplainResponse, error)
 	mustEmbedUnimplementedDeputyServer()
 }
 
@@ -178,6 +250,18 @@ func (UnimplementedDeputyServer) QueryAudit(*AuditQuery, grpc.ServerStreamingSer
 }
 func (UnimplementedDeputyServer) VerifyAudit(context.Context, *VerifyAuditRequest) (*VerifyAuditResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method VerifyAudit not implemented")
+}
+func (UnimplementedDeputyServer) ListApprovals(context.Context, *ListApprovalsRequest) (*ListApprovalsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListApprovals not implemented")
+}
+func (UnimplementedDeputyServer) DecideApproval(context.Context, *DecideApprovalRequest) (*DecideApprovalResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DecideApproval not implemented")
+}
+func (UnimplementedDeputyServer) ListAgents(context.Context, *ListAgentsRequest) (*ListAgentsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAgents not implemented")
+}
+func (UnimplementedDeputyServer) Explain(context.Context, *ExplainRequest) (*ExplainResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Explain not implemented")
 }
 func (UnimplementedDeputyServer) mustEmbedUnimplementedDeputyServer() {}
 func (UnimplementedDeputyServer) testEmbeddedByValue()                {}
@@ -272,6 +356,78 @@ func _Deputy_VerifyAudit_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Deputy_ListApprovals_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListApprovalsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeputyServer).ListApprovals(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Deputy_ListApprovals_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeputyServer).ListApprovals(ctx, req.(*ListApprovalsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Deputy_DecideApproval_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DecideApprovalRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeputyServer).DecideApproval(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Deputy_DecideApproval_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeputyServer).DecideApproval(ctx, req.(*DecideApprovalRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Deputy_ListAgents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAgentsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeputyServer).ListAgents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Deputy_ListAgents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeputyServer).ListAgents(ctx, req.(*ListAgentsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Deputy_Explain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExplainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeputyServer).Explain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Deputy_Explain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeputyServer).Explain(ctx, req.(*ExplainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Deputy_ServiceDesc is the grpc.ServiceDesc for Deputy service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -290,6 +446,22 @@ var Deputy_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "VerifyAudit",
 			Handler:    _Deputy_VerifyAudit_Handler,
+		},
+		{
+			MethodName: "ListApprovals",
+			Handler:    _Deputy_ListApprovals_Handler,
+		},
+		{
+			MethodName: "DecideApproval",
+			Handler:    _Deputy_DecideApproval_Handler,
+		},
+		{
+			MethodName: "ListAgents",
+			Handler:    _Deputy_ListAgents_Handler,
+		},
+		{
+			MethodName: "Explain",
+			Handler:    _Deputy_Explain_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -26,6 +26,10 @@ type Config struct {
 	ProtectedPaths []string `yaml:"protectedPaths"`
 	// Auditors may read the audit log through the API; root always may.
 	Auditors Principals `yaml:"auditors"`
+	// Approvers may approve or deny execs that a rule marks
+	// approval: required; root always may. Nobody approves their own
+	// agent's execs.
+	Approvers Principals `yaml:"approvers"`
 	// AllowWeakerEnforcement lets the daemon run commands on a host that
 	// lacks a layer (for example an old Landlock ABI) with what the host
 	// offers. Off by default: a missing layer is a refusal, never a silent

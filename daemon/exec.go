@@ -92,7 +92,43 @@ func (s *Server) Exec(stream deputyv1.Deputy_ExecServer) error {
 	}
 	rec.base.CorrelationID = req.CorrelationID
 	log = log.With("exec_id", execID, "correlation_id", req.CorrelationID)
-	details.Cwd, details.Decision, details.Rule = req.Cwd, "allow", "profile:"+prof.Name
+	details.Cwd = req.Cwd
+	now := time.Now()
+	refuse := func(decision string, st error) error {
+		log.Warn("exec refused", "decision", decision, "reason", status.Convert(st).Message())
+		details.Decision, details.Reason = decision, status.Convert(st).Message()
+		result := audit.ResultDenied
+		if status.Code(st) == codes.InvalidArgument {
+			result = audit.ResultError
+		}
+		_ = rec.append(audit.ActionExecRequest, result, details)
+		s.stats.denied(prof.Name, now)
+		return st
+	}
+
+	// The policy: command rules, justification, schedules.
+	v := s.decide(ls, prof, req, now)
+	details.Rule = v.Rule
+	if v.Err != nil {
+		return refuse("deny", v.Err)
+	}
+	req.Program = v.Program
+	// Budgets, charged only to execs the policy allows.
+	if ok, wait, err := s.limiter.Admit(now, rateLimits(prof, v.Decision)...); err != nil {
+		return refuse("error", status.Errorf(codes.Unavailable, "rate limit state: %v", err))
+	} else if !ok {
+		return refuse("rate-limited", status.Error(codes.ResourceExhausted, retryMessage(prof.Name, wait)))
+	}
+	release, ok := s.limiter.Acquire(prof.Name, prof.Concurrency)
+	if !ok {
+		return refuse("busy", status.Errorf(codes.ResourceExhausted, "agent %s already runs %d execs, its concurrency limit; retry when one ends", prof.Name, prof.Concurrency))
+	}
+	defer release()
+
+	details.Decision = "allow"
+	if v.NeedsApproval {
+		details.Decision = "approval-required"
+	}
 	// No audit, no exec: a command the log cannot record does not run.
 	if err := rec.append(audit.ActionExecRequest, audit.ResultSuccess, details); err != nil {
 		log.Error("audit append", "err", err)
@@ -107,6 +143,13 @@ func (s *Server) Exec(stream deputyv1.Deputy_ExecServer) error {
 	}
 	defer s.unregister(execID)
 
+	if v.NeedsApproval {
+		if err := s.awaitApproval(ctx, prof, peer, req, execID, v.Rule, rec, log); err != nil {
+			s.stats.denied(prof.Name, time.Now())
+			return err
+		}
+	}
+	defer s.stats.started(prof.Name, time.Now())()
 	log.Info("exec allowed", "decision", "allow", "argv", req.Argv, "cwd", req.Cwd, "timeout", req.Timeout)
 	res, err := s.run(execCtx, stream, ls, prof, req, execID, rec, log)
 	if err != nil {

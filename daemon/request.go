@@ -31,7 +31,10 @@ const (
 // execRequest is the validated, internal form of an ExecStart: the proto
 // message is converted once, here, at the boundary.
 type execRequest struct {
-	Argv          []string
+	Argv []string
+	// Program is argv[0] resolved by the policy (empty without command
+	// rules): the helper executes exactly this file.
+	Program       string
 	Env           map[string]string
 	Cwd           string
 	Timeout       time.Duration

@@ -29,6 +29,7 @@ import (
 
 	"github.com/deputyhq/deputy/daemon/audit"
 	"github.com/deputyhq/deputy/daemon/identity"
+	"github.com/deputyhq/deputy/daemon/policy"
 	"github.com/deputyhq/deputy/profiles"
 	deputyv1 "github.com/deputyhq/deputy/proto/deputy/v1"
 	"github.com/deputyhq/deputy/sandbox/cgroup"
@@ -50,6 +51,10 @@ type Server struct {
 	log     *slog.Logger
 	audit   *audit.Log
 	sys     *syscallAudit // nil when syscall auditing is off
+
+	limiter   *policy.Limiter
+	approvals *policy.Approvals
+	stats     agentStats
 	cgroups *cgroup.Manager
 	layers  []*deputyv1.Layer
 	started time.Time
@@ -126,7 +131,12 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return fmt.Errorf("chmod state directory: %w", err)
 	}
 
-	s := &Server{cfg: cfg, log: log, started: time.Now(), execs: map[string]*execution{}}
+	s := &Server{cfg: cfg, log: log, started: time.Now(), execs: map[string]*execution{}, approvals: policy.NewApprovals()}
+	// Rate-limit windows live in the state directory, so a restart does not
+	// reset an agent's budget.
+	if s.limiter, err = policy.LoadLimiter(filepath.Join(cfg.State, "ratelimit.json")); err != nil {
+		return fmt.Errorf("refusing to start: %w", err)
+	}
 	s.profiles.Store(ls)
 	s.baseCtx, s.stopExec = context.WithCancel(context.Background())
 	defer s.stopExec()
@@ -182,6 +192,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	)
 	deputyv1.RegisterDeputyServer(gs, s)
 
+	changed := watchDir(s.baseCtx, cfg.Profiles, 500*time.Millisecond)
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -199,6 +210,9 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		case <-ctx.Done():
 			s.shutdown(gs)
 			return nil
+		case <-changed:
+			log.Info("profiles directory changed", "dir", cfg.Profiles)
+			s.reload()
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				s.reload()
@@ -333,4 +347,47 @@ func ensureProtected(paths []string) error {
 		}
 	}
 	return nil
+}
+
+// watchDir reports changes to the files directly in dir (names, sizes,
+// modification times), polled every interval. Polling rather than inotify:
+// editors replace files in every way (rename, truncate, symlink swap) and a
+// poll sees them all; half a second is well inside the 2 s promise.
+func watchDir(ctx context.Context, dir string, interval time.Duration) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	state := func() string {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		var b []byte
+		for _, e := range entries {
+			fi, err := os.Stat(filepath.Join(dir, e.Name()))
+			if err != nil {
+				continue
+			}
+			b = fmt.Appendf(b, "%s %d %d\n", e.Name(), fi.Size(), fi.ModTime().UnixNano())
+		}
+		return string(b)
+	}
+	go func() {
+		last := state()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if cur := state(); cur != last {
+				last = cur
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return out
 }

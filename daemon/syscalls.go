@@ -63,7 +63,6 @@ func startSyscallAudit(l *audit.Log, slg *slog.Logger) (*syscallAudit, error) {
 	}
 	a := &syscallAudit{tr: tr, log: l, slg: slg, execs: map[uint64]*tracedExec{}, done: make(chan struct{})}
 	go a.read()
-	go a.backpressure()
 	return a, nil
 }
 
@@ -128,27 +127,25 @@ func (a *syscallAudit) drain(limit time.Duration) {
 	a.slg.Warn("audit ring buffer not drained in time", "limit", limit)
 }
 
-// backpressure freezes traced execs while the ring is nearly full.
-func (a *syscallAudit) backpressure() {
-	size := float64(a.tr.RingSize())
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-a.done:
-			return
-		case <-tick.C:
-		}
-		fill := float64(a.tr.AvailableBytes()) / size
-		switch {
-		case fill > highWater && !a.frozen.Load():
-			a.frozen.Store(true)
-			a.freezes.Add(1)
-			a.setFrozen(true)
-		case fill < lowWater && a.frozen.Load():
-			a.frozen.Store(false)
-			a.setFrozen(false)
-		}
+// pressureEvery is how many records the reader handles between two looks
+// at the ring's fill level: often enough to freeze well before the ring is
+// full (it holds about a million small records), rare enough to cost
+// nothing.
+const pressureEvery = 1024
+
+// checkPressure freezes the traced execs while the ring is nearly full, and
+// thaws them once the reader has drained it. The reader calls it, so the
+// daemon does no work at all while nothing is traced.
+func (a *syscallAudit) checkPressure() {
+	fill := float64(a.tr.AvailableBytes()) / float64(a.tr.RingSize())
+	switch {
+	case fill > highWater && !a.frozen.Load():
+		a.frozen.Store(true)
+		a.freezes.Add(1)
+		a.setFrozen(true)
+	case fill < lowWater && a.frozen.Load():
+		a.frozen.Store(false)
+		a.setFrozen(false)
 	}
 }
 
@@ -179,7 +176,12 @@ func (a *syscallAudit) read() {
 	var argv []string
 	err := a.tr.Read(func(ev *bpf.Event) error {
 		a.busy.Store(true)
-		defer func() { a.handled.Add(1); a.busy.Store(false) }()
+		defer func() {
+			if n := a.handled.Add(1); n%pressureEvery == 0 || a.frozen.Load() {
+				a.checkPressure()
+			}
+			a.busy.Store(false)
+		}()
 		a.mu.RLock()
 		te := a.execs[ev.Header.Cookie]
 		a.mu.RUnlock()

@@ -181,8 +181,15 @@ func initSandbox(syncPipe *os.File) *InitError {
 		return fail("cwd", KindInvalid, fmt.Errorf("cwd %s resolves to %s: %w", spec.Cwd, wd, err))
 	}
 
-	// 9. Find the program the way a shell would, inside the sandbox.
-	path, ierr := lookPath(spec.Argv[0], spec.Env)
+	// 9. Find the program the way a shell would, inside the sandbox, unless
+	// the daemon's command rules already judged one file: then exactly that
+	// one runs, or nothing.
+	path, ierr := spec.Program, (*InitError)(nil)
+	if path != "" {
+		ierr = checkExecutable(path)
+	} else {
+		path, ierr = lookPath(spec.Argv[0], spec.Env)
+	}
 	if ierr != nil {
 		return ierr
 	}

@@ -20,6 +20,10 @@ type Spec struct {
 	// Argv is the command; Argv[0] is an absolute path or a name looked up in
 	// the sandbox's PATH (from Env) after confinement is in force.
 	Argv []string `json:"argv"`
+	// Program, when set, is the absolute path to execute (the file the
+	// daemon's command rules judged); Argv[0] is then only what the program
+	// sees as its name.
+	Program string `json:"program,omitempty"`
 	// Env is the complete environment, KEY=VALUE.
 	Env []string `json:"env"`
 	// Cwd is an absolute directory inside the sandbox.
@@ -114,6 +118,11 @@ func (s *Spec) validateArgv() error {
 	for i, a := range s.Argv {
 		if strings.IndexByte(a, 0) >= 0 {
 			return fmt.Errorf("argv[%d] contains a NUL byte", i)
+		}
+	}
+	if s.Program != "" {
+		if err := checkAbs(s.Program); err != nil {
+			return fmt.Errorf("program: %w", err)
 		}
 	}
 	return nil

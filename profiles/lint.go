@@ -60,6 +60,27 @@ func Lint(set *Set, protected []string) []Warning {
 		for i, o := range p.Seccomp.Allow {
 			warn(fmt.Sprintf("seccomp.allow[%d]", i), "seccomp override allows %s (reason: %s)", o.Syscall, o.Reason)
 		}
+		if c := p.Commands; c != nil {
+			if c.Default == ActionAllow {
+				warn("commands.default", "commands.default: allow runs every program filesystem.exec grants that no rule denies: a copy or a new name of a denied program is not denied")
+			}
+			for i, r := range c.Rules {
+				if !r.Allows() {
+					continue
+				}
+				path := fmt.Sprintf("commands.rules[%d].allow", i)
+				if isInterpreter(r.Allow) {
+					warn(path, "rule %s allows %s, an interpreter: argument rules can be bypassed through it", r.ID, r.Allow)
+				}
+				// The rule trusts a path, not a file: whoever can write the
+				// path picks the program.
+				for _, w := range fs.Write {
+					if within(r.Allow, w) {
+						warn(path, "rule %s allows %s, under write grant %s: the agent can replace the program", r.ID, r.Allow, w)
+					}
+				}
+			}
+		}
 	}
 	return ws
 }
@@ -76,4 +97,24 @@ func within(path, dir string) bool {
 		return true
 	}
 	return strings.HasPrefix(path, dir+"/")
+}
+
+// interpreters run code given as arguments, on stdin or in files, which a
+// glob over argv cannot inspect. env, xargs and busybox run any program
+// they are told to.
+var interpreters = []string{"sh", "bash", "dash", "zsh", "ksh", "python", "python3", "perl", "ruby", "node", "env", "busybox", "xargs"}
+
+// isInterpreter reports whether program's base name is an interpreter,
+// versioned names included (python3.11, perl5.36).
+func isInterpreter(program string) bool {
+	base := filepath.Base(program)
+	for _, name := range interpreters {
+		if base == name {
+			return true
+		}
+		if rest, ok := strings.CutPrefix(base, name); ok && strings.Trim(rest, "0123456789.") == "" && name != "sh" {
+			return true
+		}
+	}
+	return false
 }

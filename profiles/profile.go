@@ -29,6 +29,25 @@ type Profile struct {
 	// Seccomp adjusts the default syscall policy.
 	Seccomp Seccomp `yaml:"seccomp"`
 
+	// Commands says which programs, with which arguments, the agent may
+	// run. nil (no `commands` key at all) keeps the behaviour of profiles
+	// written before it existed: every program that filesystem.exec grants
+	// may run, as if the default were allow. Once present, the default is
+	// deny. See commands.go.
+	Commands *Commands `yaml:"commands"`
+	// Require lists what every exec request must carry.
+	Require Require `yaml:"require"`
+	// RateLimit bounds how many execs the agent may start per window; nil
+	// means no limit.
+	RateLimit *RateLimit `yaml:"rateLimit"`
+	// Concurrency is the most execs of this agent that may run at once; 0
+	// (absent) means only the daemon's maxConcurrentExecs applies.
+	Concurrency int `yaml:"concurrency"`
+	// Schedule is when the agent may run anything at all; nil means always.
+	Schedule *Schedule `yaml:"schedule"`
+	// Approval configures execs that a rule marks approval: required.
+	Approval Approval `yaml:"approval"`
+
 	// File is the profile's source file; Digest is "sha256:<hex>" of its
 	// bytes. Both are set by the loader, not read from YAML.
 	File   string `yaml:"-"`

@@ -26,7 +26,7 @@ func stubUsers(t *testing.T, users map[string]uint32) {
 	t.Cleanup(func() { lookupUser = old })
 }
 
-var testUsers = map[string]uint32{"logbot": 1001, "buildbot": 1002, "alice": 2000}
+var testUsers = map[string]uint32{"logbot": 1001, "buildbot": 1002, "rotbot": 1003, "alice": 2000}
 
 const validProfile = `name: log-cleaner
 description: rotates logs
@@ -84,7 +84,9 @@ func TestParseValid(t *testing.T) {
 		},
 		Env:     Env{Pass: []string{"LANG"}, Set: map[string]string{"PATH": "/usr/bin:/bin"}},
 		Seccomp: Seccomp{Deny: []string{"ptrace"}, Allow: []SeccompOverride{{"io_uring_setup", "compressor uses io_uring"}}},
-		File:    "a.yaml",
+		// No commands block: nil, which means today's allow-all.
+		Approval: Approval{Timeout: Duration(DefaultApprovalTimeout)},
+		File:     "a.yaml",
 		// The digest is of the raw bytes, not of a normalized form: it
 		// identifies exactly the file an admin wrote.
 		Digest: fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(validProfile))),
@@ -440,7 +442,7 @@ func TestExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"log-cleaner", "builder"} {
+	for _, name := range []string{"log-cleaner", "builder", "log-rotator"} {
 		if _, ok := s.ByName(name); !ok {
 			t.Errorf("example %s missing", name)
 		}
@@ -450,6 +452,28 @@ func TestExamples(t *testing.T) {
 	}
 	if p, ok := s.ForUID(testUsers["buildbot"]); !ok || p.Name != "builder" || p.Network != NetworkNone {
 		t.Errorf("buildbot -> %+v", p)
+	}
+	// The demo runs arbitrary commands as log-cleaner: it must keep
+	// today's allow-all behaviour.
+	if p, _ := s.ByName("log-cleaner"); p == nil || p.Commands != nil {
+		t.Errorf("log-cleaner has a commands block: the demo's commands would be denied")
+	}
+	p, ok := s.ForUID(testUsers["rotbot"])
+	if !ok || p.Name != "log-rotator" || p.Commands == nil || p.Commands.Default != ActionDeny || len(p.Commands.Rules) != 5 {
+		t.Fatalf("rotbot -> %+v", p)
+	}
+	if !p.Require.Justification || p.Concurrency != 2 || p.RateLimit == nil || p.Approval.Timeout.Std() != 10*time.Minute {
+		t.Errorf("log-rotator: %+v", p)
+	}
+	if r := p.Commands.Rules[4]; r.ID != "restart" || r.Approval != ApprovalRequired || r.Schedule == nil || r.Schedule.Location().String() != "Europe/Paris" {
+		t.Errorf("restart rule: %+v", r)
+	}
+	// The shipped examples lint clean: a warning there would teach admins
+	// to ignore warnings.
+	for _, w := range Lint(s, nil) {
+		if strings.Contains(w.File, "log-rotator") {
+			t.Errorf("lint: %s", w)
+		}
 	}
 }
 

@@ -73,6 +73,11 @@ var checks = []check{
 	{"limits", checkLimits},
 	{"env", checkEnv},
 	{"seccomp", checkSeccomp},
+	{"commands", checkCommands},
+	{"rateLimit", checkAgentRateLimit},
+	{"concurrency", checkConcurrency},
+	{"schedule", checkAgentSchedule},
+	{"approval", checkApproval},
 }
 
 // Parse decodes and validates one profile. It runs every check and returns

@@ -54,12 +54,8 @@ func (s *Server) decide(ls *loadedSet, p *profiles.Profile, r *execRequest, now 
 // resolveProgram finds the program a profile's command rules judge: the
 // absolute path argv[0] names, symlinks and ".." resolved, on the host. The
 // sandbox sees the same tree except its private /tmp and /dev/shm and the
-// hidden paths, so a program there cannot be judged and is refused. Without
-// command rules nothing is resolved here: the helper looks it up inside.
+// hidden paths, so a program there cannot be judged and is refused.
 func resolveProgram(p *profiles.Profile, r *execRequest, hidden []string) (string, error) {
-	if p.Commands == nil {
-		return "", nil
-	}
 	argv0 := r.Argv[0]
 	if strings.Contains(argv0, "/") && !filepath.IsAbs(argv0) {
 		argv0 = filepath.Join(r.Cwd, argv0)
@@ -74,6 +70,11 @@ func resolveProgram(p *profiles.Profile, r *execRequest, hidden []string) (strin
 		return "", status.Errorf(codes.NotFound, "%s: command not found (PATH %s)", r.Argv[0], pathEnv)
 	case err != nil:
 		return "", status.Errorf(codes.InvalidArgument, "resolve %s: %v", r.Argv[0], err)
+	case p.Commands == nil:
+		// Without command rules only existence is checked here (so Explain
+		// and Exec agree on "not found"); the helper looks the program up
+		// inside the sandbox.
+		return "", nil
 	}
 	for _, dir := range append([]string{"/tmp", "/dev/shm"}, hidden...) {
 		if sandbox.Within(prog, dir) {
@@ -167,4 +168,16 @@ func (a *agentStats) snapshot(name string, now time.Time) (last time.Time, execs
 func retryMessage(agent string, wait time.Duration) string {
 	return fmt.Sprintf("rate limit of agent %s reached: next exec allowed in %s (at %s)", agent,
 		wait.Round(time.Second), time.Now().Add(wait).UTC().Format(time.RFC3339))
+}
+
+// codeName spells a status code as the proto enum does: PERMISSION_DENIED.
+func codeName(c codes.Code) string {
+	var b strings.Builder
+	for i, r := range c.String() {
+		if i > 0 && r >= 'A' && r <= 'Z' {
+			b.WriteByte('_')
+		}
+		b.WriteRune(r)
+	}
+	return strings.ToUpper(b.String())
 }

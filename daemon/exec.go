@@ -113,12 +113,6 @@ func (s *Server) Exec(stream deputyv1.Deputy_ExecServer) error {
 		return refuse("deny", v.Err)
 	}
 	req.Program = v.Program
-	// Budgets, charged only to execs the policy allows.
-	if ok, wait, err := s.limiter.Admit(now, rateLimits(prof, v.Decision)...); err != nil {
-		return refuse("error", status.Errorf(codes.Unavailable, "rate limit state: %v", err))
-	} else if !ok {
-		return refuse("rate-limited", status.Error(codes.ResourceExhausted, retryMessage(prof.Name, wait)))
-	}
 	release, ok := s.limiter.Acquire(prof.Name, prof.Concurrency)
 	if !ok {
 		return refuse("busy", status.Errorf(codes.ResourceExhausted, "agent %s already runs %d execs, its concurrency limit; retry when one ends", prof.Name, prof.Concurrency))
@@ -148,6 +142,13 @@ func (s *Server) Exec(stream deputyv1.Deputy_ExecServer) error {
 			s.stats.denied(prof.Name, time.Now())
 			return err
 		}
+	}
+	// Budgets, charged only to execs that will run: one the policy or an
+	// approver refused does not use up the agent's allowance.
+	if ok, wait, err := s.limiter.Admit(time.Now(), rateLimits(prof, v.Decision)...); err != nil {
+		return refuse("error", status.Errorf(codes.Unavailable, "rate limit state: %v", err))
+	} else if !ok {
+		return refuse("rate-limited", status.Error(codes.ResourceExhausted, retryMessage(prof.Name, wait)))
 	}
 	defer s.stats.started(prof.Name, time.Now())()
 	log.Info("exec allowed", "decision", "allow", "argv", req.Argv, "cwd", req.Cwd, "timeout", req.Timeout)

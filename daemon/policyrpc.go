@@ -201,14 +201,14 @@ func (s *Server) Explain(ctx context.Context, req *deputyv1.ExplainRequest) (*de
 	r, err := newRequest(p, &deputyv1.ExecStart{Argv: req.GetArgv(), Cwd: req.GetCwd(), Justification: req.GetJustification()})
 	if err != nil {
 		st := toStatus(err)
-		resp.Code, resp.Reason = status.Code(st).String(), status.Convert(st).Message()
+		resp.Code, resp.Reason = codeName(status.Code(st)), status.Convert(st).Message()
 		return resp, nil
 	}
 	v := s.decide(ls, p, r, time.Now())
 	resp.Allow, resp.Rule, resp.Reason = v.Allow && v.Err == nil, v.Rule, v.Reason
 	resp.NeedsApproval, resp.Program, resp.AllowedHint = v.NeedsApproval, v.Program, v.AllowedHint
 	if v.Err != nil {
-		resp.Code = status.Code(v.Err).String()
+		resp.Code = codeName(status.Code(v.Err))
 		resp.Reason = status.Convert(v.Err).Message()
 	}
 	r.Program = v.Program

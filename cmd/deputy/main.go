@@ -37,7 +37,8 @@ command as that agent's own unprivileged uid inside the agent's sandbox.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newExecCmd(), newProfileCmd(), newVersionCmd(), newDoctorCmd())
+	root.AddCommand(newExecCmd(), newProfileCmd(), newVersionCmd(), newDoctorCmd(), newAuditCmd())
+	root.AddCommand(newAgentsCmd(), newApprovalsCmd(), newApproveCmd(), newDenyCmd(), newPolicyCmd())
 	err := root.Execute()
 	if err == nil {
 		return

@@ -47,17 +47,17 @@ const maxMessageBytes = 4 << 20
 type Server struct {
 	deputyv1.UnimplementedDeputyServer
 
-	cfg     *Config
-	log     *slog.Logger
-	audit   *audit.Log
-	sys     *syscallAudit // nil when syscall auditing is off
+	cfg   *Config
+	log   *slog.Logger
+	audit *audit.Log
+	sys   *syscallAudit // nil when syscall auditing is off
 
 	limiter   *policy.Limiter
 	approvals *policy.Approvals
 	stats     agentStats
-	cgroups *cgroup.Manager
-	layers  []*deputyv1.Layer
-	started time.Time
+	cgroups   *cgroup.Manager
+	layers    []*deputyv1.Layer
+	started   time.Time
 
 	// profiles is swapped whole on reload; a running exec keeps the set it
 	// started with.

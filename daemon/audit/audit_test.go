@@ -882,7 +882,12 @@ func execRecords() []*Record {
 		}
 		rs = append(rs, r)
 	}
-	sys(2, 100, "sh", "clone", ResultSuccess, 101, "")
+	// clone returns the child's pid inside the exec's pid namespace (6);
+	// the process.fork record names it in host pids (101).
+	sys(2, 100, "sh", "clone", ResultSuccess, 6, "")
+	r = base(2, ActionProcessFork)
+	r.PID, r.PPID = 101, 100
+	rs = append(rs, r)
 	sys(3, 101, "sh", "execve", ResultSuccess, 0, "", "/usr/bin/make", "/usr/bin/make", "test")
 	sys(4, 101, "make", "openat", ResultSuccess, 3, "", "AT_FDCWD", "/work/Makefile", "O_RDONLY")
 	sys(5, 101, "make", "openat", ResultSuccess, 4, "", "AT_FDCWD", "/work/out.txt", "O_WRONLY|O_CREAT|O_TRUNC")
@@ -1070,4 +1075,25 @@ func BenchmarkEncode(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(buf)), "bytes/record")
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// A record with invalid UTF-8 in an agent-controlled string re-encodes to
+// exactly its stored bytes, so a client can re-check its hash.
+func TestInvalidUTF8RoundTrip(t *testing.T) {
+	r := &Record{Seq: 1, Action: ActionSyscall, Resource: "/tmp/bad\xff\xfename", Comm: "x\x80", PrevHash: ZeroHash, Hash: "ab"}
+	first, err := r.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Record
+	if err := back.UnmarshalJSON(first); err != nil {
+		t.Fatal(err)
+	}
+	second, err := back.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(first) != string(second) {
+		t.Fatalf("re-encoding changed the bytes:\n%s\n%s", first, second)
+	}
 }

@@ -306,8 +306,11 @@ func appendString(b []byte, s string) []byte {
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
 		if r == utf8.RuneError && size == 1 {
+			// Invalid UTF-8 becomes U+FFFD, written raw (not as \ufffd) so
+			// that decoding and re-encoding a stored record gives back its
+			// exact bytes, and with them its hash.
 			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
+			b = append(b, "\uFFFD"...)
 			i += size
 			start = i
 			continue

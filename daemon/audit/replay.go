@@ -223,13 +223,10 @@ func (p *replayer) tree(recs []*Record) {
 			} else if r.Resource != "" {
 				n.argv = []string{r.Resource}
 			}
-		case r.Action == ActionSyscall && isForkSyscall(r.Syscall) && r.Ret > 0:
-			c := get(int(r.Ret))
-			c.ppid = r.PID
-			if c.comm == "" {
-				c.comm = r.Comm
-			}
 		}
+		// fork/clone return values are not used: they are pids inside the
+		// exec's pid namespace, while records carry host pids. The
+		// process.fork records name both ends in host pids.
 	}
 	if len(nodes) == 0 {
 		return
@@ -287,13 +284,6 @@ func (p *replayer) tree(recs []*Record) {
 	fmt.Fprintln(p.w)
 }
 
-func isForkSyscall(s string) bool {
-	switch s {
-	case "clone", "clone3", "fork", "vfork":
-		return true
-	}
-	return false
-}
 
 // meaningfulSyscalls change the world or reach outside the sandbox; the timeline shows them by default.
 var meaningfulSyscalls = func() map[string]bool {
@@ -375,8 +365,11 @@ func (p *replayer) timeline(recs []*Record) {
 			if r.Errno != "" {
 				line += " " + p.red(clean(r.Errno))
 			}
-		case r.Result == ResultError:
+		case r.Result == ResultError && r.Action == ActionSyscall:
 			line = p.red("ERROR  "+line) + " " + p.red("= "+strconv.FormatInt(r.Ret, 10)+" "+clean(r.Errno))
+		case r.Result == ResultError:
+			// A process or the exec ended unsuccessfully: say how.
+			line = p.red("FAILED "+line) + " " + p.red(exitSummary(r))
 		case r.Action == ActionLost:
 			line = p.red("LOST   " + line)
 		default:
@@ -538,4 +531,30 @@ func quoteArgs(args []string) string {
 		q[i] = quoteArg(a)
 	}
 	return strings.Join(q, ", ")
+}
+
+// exitSummary says how a process.exit or exec.exit record ended.
+func exitSummary(r *Record) string {
+	var d struct {
+		ExitCode *int   `json:"exit_code"`
+		Signal   string `json:"signal"`
+		TimedOut bool   `json:"timed_out"`
+		OOM      bool   `json:"oom_killed"`
+	}
+	if r.Details == nil || r.DecodeDetails(&d) != nil {
+		return ""
+	}
+	var parts []string
+	if d.Signal != "" {
+		parts = append(parts, "signal "+clean(d.Signal))
+	} else if d.ExitCode != nil {
+		parts = append(parts, "exit "+strconv.Itoa(*d.ExitCode))
+	}
+	if d.TimedOut {
+		parts = append(parts, "timed out")
+	}
+	if d.OOM {
+		parts = append(parts, "OOM-killed")
+	}
+	return strings.Join(parts, ", ")
 }

@@ -284,7 +284,6 @@ func (p *replayer) tree(recs []*Record) {
 	fmt.Fprintln(p.w)
 }
 
-
 // meaningfulSyscalls change the world or reach outside the sandbox; the timeline shows them by default.
 var meaningfulSyscalls = func() map[string]bool {
 	m := map[string]bool{}

@@ -10,7 +10,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
-	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 )
 
@@ -74,8 +73,12 @@ func Load(opts Options) (*Tracer, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
-	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
-	if err := rlimit.RemoveMemlock(); err != nil {
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; lift it. Not
+	// through cilium/ebpf's rlimit package: its init() probes the kernel by
+	// creating a BPF map in every process that links it, and deputyd's init
+	// helper is that same binary, started for every exec.
+	inf := unix.Rlimit{Cur: unix.RLIM_INFINITY, Max: unix.RLIM_INFINITY}
+	if err := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &inf); err != nil {
 		return nil, fmt.Errorf("remove memlock rlimit: %w", err)
 	}
 	spec, err := loadTrace()

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deputyhq/deputy/daemon/audit"
 	"github.com/deputyhq/deputy/daemon/daemontest"
 	"github.com/deputyhq/deputy/sandbox/sandboxtest"
 )
@@ -174,16 +175,16 @@ func TestThreatProtectedTree(t *testing.T) {
 			}
 		}
 	}
-	run := func(t *testing.T, argv []string) daemontest.Result {
+	run := func(t *testing.T, argv []string, corr string) daemontest.Result {
 		t.Helper()
-		r := d.Exec(t, cfPeerA, "", append([]string{"sh", "-c", attackMarkedWrapper, "sh"}, argv...)...)
+		r := d.Run(t, cfPeerA, "", append([]string{"exec", "--correlation-id", corr, "--", "sh", "-c", attackMarkedWrapper, "sh"}, argv...)...)
 		if !strings.Contains(r.Stdout, ranMark) || !strings.Contains(r.Stdout, endMark) {
 			t.Fatalf("the attack did not run to its end in the sandbox:\n%s", r)
 		}
 		return r
 	}
 
-	for _, a := range treeAttacks {
+	for i, a := range treeAttacks {
 		t.Run(a.name, func(t *testing.T) {
 			if a.needs != "" {
 				if _, err := os.Stat(a.needs); err != nil {
@@ -196,7 +197,7 @@ func TestThreatProtectedTree(t *testing.T) {
 				clean(t, tree)
 				buildTree(t, ctl, cfRunA)
 				before := snapshot(t, ctl)
-				r := run(t, a.argv(ctl, parent))
+				r := run(t, a.argv(ctl, parent), "control")
 				if diffSnapshots(before, snapshot(t, ctl)) == "" {
 					t.Fatalf("control: the attack changed nothing in the unprotected copy %s, so it proves nothing:\n%s", ctl, r)
 				}
@@ -209,9 +210,15 @@ func TestThreatProtectedTree(t *testing.T) {
 			if len(before) != 6 {
 				t.Fatalf("protected tree has %d entries, want 6: %v", len(before), before)
 			}
-			r := run(t, a.argv(tree, parent))
+			corr := fmt.Sprintf("attack-%d", i)
+			r := run(t, a.argv(tree, parent), corr)
 			if diff := diffSnapshots(before, snapshot(t, tree)); diff != "" {
 				t.Errorf("protected tree %s changed:\n%s\nattack output:\n%s", tree, diff, r)
+			}
+			// The auditor sees the attempt: failed syscalls with their errno,
+			// on absolute paths.
+			if failed := failedSyscalls(t, d, corr); len(failed) == 0 {
+				t.Errorf("the audit log has no failed syscall with an errno and an absolute path for this attack")
 			}
 			if m := mountsUnder(t, parent); len(m) != 0 {
 				t.Errorf("mounts leaked into the host under %s: %v", parent, m)
@@ -827,14 +834,14 @@ func TestLimitsCleanupAfterManyExecs(t *testing.T) {
 	code := func(c int) func(daemontest.Result) bool {
 		return func(r daemontest.Result) bool { return r.Code == c }
 	}
-	add(26, job{cfPeerA, []string{"exec", "--", "sh", "-c", "echo x > /tmp/f; echo y > /dev/shm/f; sleep 0.05 & wait"}, code(0)})
-	add(6, job{cfPeerA, []string{"exec", "--timeout", "1s", "--", "sleep", "30"}, code(137)})
-	add(4, job{cfPeerA, []string{"exec", "--", "sh", "-c", "sleep 10 & exit 3"}, code(3)})
-	add(4, job{cfPeerA, []string{"exec", "--", "no-such-command"}, code(127)})
-	add(3, job{cfPeerA, []string{"exec", "--cwd", "/proc", "--", "true"}, code(125)})
-	add(4, job{cfPeerHog, []string{"exec", "--", "python3", "-c", "b = bytearray(1 << 30)"}, code(137)})
-	add(3, job{cfPeerBomb, []string{"exec", "--timeout", "2s", "--", "sh", "-c", forkBomb}, func(r daemontest.Result) bool { return r.Code != 0 }})
-	if len(jobs) != 50 {
+	add(104, job{cfPeerA, []string{"exec", "--", "sh", "-c", "echo x > /tmp/f; echo y > /dev/shm/f; sleep 0.05 & wait"}, code(0)})
+	add(24, job{cfPeerA, []string{"exec", "--timeout", "1s", "--", "sleep", "30"}, code(137)})
+	add(16, job{cfPeerA, []string{"exec", "--", "sh", "-c", "sleep 10 & exit 3"}, code(3)})
+	add(16, job{cfPeerA, []string{"exec", "--", "no-such-command"}, code(127)})
+	add(12, job{cfPeerA, []string{"exec", "--cwd", "/proc", "--", "true"}, code(125)})
+	add(16, job{cfPeerHog, []string{"exec", "--", "python3", "-c", "b = bytearray(1 << 30)"}, code(137)})
+	add(12, job{cfPeerBomb, []string{"exec", "--timeout", "2s", "--", "sh", "-c", forkBomb}, func(r daemontest.Result) bool { return r.Code != 0 }})
+	if len(jobs) != 200 {
 		t.Fatalf("%d jobs", len(jobs))
 	}
 
@@ -999,4 +1006,22 @@ func TestIsolationCwdSymlink(t *testing.T) {
 				wa, link, strings.TrimSpace(r.Stdout), strings.TrimSpace(r.Stdout), r)
 		}
 	}
+}
+
+// failedSyscalls returns the exec's failed syscall records that name an
+// errno and an absolute path (or are a namespace or mount call, which take
+// none), once the exec's exec.exit record is on disk.
+func failedSyscalls(t *testing.T, d *daemontest.Daemon, corr string) []*audit.Record {
+	t.Helper()
+	recs := waitExit(t, d, audit.Filter{CorrelationID: corr})
+	var out []*audit.Record
+	for _, r := range recs {
+		if r.Action != audit.ActionSyscall || r.Result == audit.ResultSuccess || r.Errno == "" {
+			continue
+		}
+		if strings.HasPrefix(r.Resource, "/") || r.Syscall == "unshare" || r.Syscall == "setns" {
+			out = append(out, r)
+		}
+	}
+	return out
 }

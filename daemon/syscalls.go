@@ -29,9 +29,10 @@ const (
 // syscallAudit reads the eBPF ring buffer and writes one audit record per
 // syscall and process event of every tracked exec.
 type syscallAudit struct {
-	tr  *bpf.Tracer
-	log *audit.Log
-	slg *slog.Logger
+	tr    *bpf.Tracer
+	log   *audit.Log
+	slg   *slog.Logger
+	clock func(ts uint64) time.Time // the tracer's boot-clock to wall time
 
 	mu     sync.RWMutex
 	execs  map[uint64]*tracedExec // by cookie
@@ -61,7 +62,7 @@ func startSyscallAudit(l *audit.Log, slg *slog.Logger) (*syscallAudit, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &syscallAudit{tr: tr, log: l, slg: slg, execs: map[uint64]*tracedExec{}, done: make(chan struct{})}
+	a := &syscallAudit{tr: tr, log: l, slg: slg, clock: tr.Time, execs: map[uint64]*tracedExec{}, done: make(chan struct{})}
 	go a.read()
 	return a, nil
 }
@@ -222,7 +223,7 @@ func (a *syscallAudit) convert(te *tracedExec, ev *bpf.Event, argv *[]string) (*
 		te.started = true
 	}
 	r := te.base
-	r.Timestamp = a.tr.Time(h.Ts)
+	r.Timestamp = a.clock(h.Ts)
 	r.UID = h.Uid
 	r.PID, r.PPID = int(h.Pid), int(h.Ppid)
 	if h.Tid != h.Pid {

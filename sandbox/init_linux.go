@@ -249,15 +249,24 @@ func setRlimits(r Rlimits) error {
 	return nil
 }
 
+// dropPrivileges changes the credentials of this thread only, by raw
+// syscalls. The libc and Go wrappers change every thread of the process
+// (glibc signals each one, which costs milliseconds in a Go runtime); only
+// the thread that calls execve matters, and execve ends the others.
 func dropPrivileges(uid, gid uint32) error {
-	if err := unix.Setgroups(nil); err != nil {
-		return os.NewSyscallError("setgroups", err)
+	calls := []struct {
+		name string
+		nr   uintptr
+		args [3]uintptr
+	}{
+		{"setgroups", unix.SYS_SETGROUPS, [3]uintptr{0, 0, 0}},
+		{"setresgid", unix.SYS_SETRESGID, [3]uintptr{uintptr(gid), uintptr(gid), uintptr(gid)}},
+		{"setresuid", unix.SYS_SETRESUID, [3]uintptr{uintptr(uid), uintptr(uid), uintptr(uid)}},
 	}
-	if err := unix.Setresgid(int(gid), int(gid), int(gid)); err != nil {
-		return os.NewSyscallError("setresgid", err)
-	}
-	if err := unix.Setresuid(int(uid), int(uid), int(uid)); err != nil {
-		return os.NewSyscallError("setresuid", err)
+	for _, c := range calls {
+		if _, _, errno := unix.RawSyscall(c.nr, c.args[0], c.args[1], c.args[2]); errno != 0 {
+			return os.NewSyscallError(c.name, errno)
+		}
 	}
 	return nil
 }

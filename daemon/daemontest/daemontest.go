@@ -59,6 +59,14 @@ func Binaries(t testing.TB) (deputyd, deputy string) {
 	return filepath.Join(binDir, "deputyd"), filepath.Join(binDir, "deputy")
 }
 
+// RemoveBinaries deletes what Binaries built; call it from TestMain after
+// m.Run.
+func RemoveBinaries() {
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+}
+
 func moduleRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))

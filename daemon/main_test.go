@@ -1,0 +1,14 @@
+package daemon_test
+
+import (
+	"os"
+	"testing"
+
+	"github.com/deputyhq/deputy/daemon/daemontest"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	daemontest.RemoveBinaries()
+	os.Exit(code)
+}

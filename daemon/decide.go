@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -66,6 +67,8 @@ func resolveProgram(p *profiles.Profile, r *execRequest, hidden []string) (strin
 	}
 	prog, err := policy.ResolveProgram(argv0, pathEnv, "/")
 	switch {
+	case errors.Is(err, policy.ErrNotFound) && strings.Contains(argv0, "/") && exists(argv0):
+		return "", status.Errorf(codes.PermissionDenied, "%s: not an executable file", r.Argv[0])
 	case errors.Is(err, policy.ErrNotFound):
 		return "", status.Errorf(codes.NotFound, "%s: command not found (PATH %s)", r.Argv[0], pathEnv)
 	case err != nil:
@@ -180,4 +183,9 @@ func codeName(c codes.Code) string {
 		b.WriteRune(r)
 	}
 	return strings.ToUpper(b.String())
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }

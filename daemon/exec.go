@@ -217,6 +217,7 @@ func (s *Server) run(ctx context.Context, stream deputyv1.Deputy_ExecServer, ls 
 		Placed:      grp.AddProc,
 	})
 	if err != nil {
+		s.finishTrace(grp, traced, log)
 		return nil, err
 	}
 	if err := stream.Send(&deputyv1.ExecResponse{Kind: &deputyv1.ExecResponse_Started{Started: &deputyv1.Started{

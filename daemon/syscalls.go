@@ -55,6 +55,16 @@ type tracedExec struct {
 	started  bool // the command's execve happened: the init helper's setup is over
 	events   atomic.Uint64
 	cookie   uint64
+
+	// live counts the exec's processes the reader has seen start (fork
+	// records) and not yet end (the exit record of a process's last
+	// thread). A process's exit record is the last record it produces, so
+	// once the cgroup is empty and live is back to 0, every record of the
+	// exec has been read. gone is closed then.
+	live     int
+	seenFork bool
+	gone     chan struct{}
+	goneOnce sync.Once
 }
 
 func startSyscallAudit(l *audit.Log, slg *slog.Logger) (*syscallAudit, error) {
@@ -75,7 +85,7 @@ func (a *syscallAudit) close() {
 // track registers an exec's cgroup before its first instruction runs, so
 // every syscall of it, its children and threads is recorded.
 func (a *syscallAudit) track(base audit.Record, grp *cgroup.Group, cwd string) (*tracedExec, error) {
-	te := &tracedExec{base: base, grp: grp, resolver: bpf.NewResolver(cwd), cookie: a.cookie.Add(1)}
+	te := &tracedExec{base: base, grp: grp, resolver: bpf.NewResolver(cwd), cookie: a.cookie.Add(1), gone: make(chan struct{})}
 	te.base.Action = audit.ActionSyscall
 	a.mu.Lock()
 	a.execs[te.cookie] = te
@@ -92,7 +102,13 @@ func (a *syscallAudit) track(base audit.Record, grp *cgroup.Group, cwd string) (
 // finish drains what the exec produced, stops tracking it and returns its
 // event and lost counts. Call it once the exec's cgroup is empty.
 func (a *syscallAudit) finish(te *tracedExec) (events, lost uint64) {
-	a.drain(2 * time.Second)
+	select {
+	case <-te.gone:
+	case <-time.After(2 * time.Second):
+		// An exit record was lost (the lost count says so) or never came:
+		// fall back to draining the whole ring.
+		a.drain(time.Second)
+	}
 	lost, err := a.tr.Untrack(te.grp.ID())
 	if err != nil {
 		a.slg.Warn("untrack exec cgroup", "err", err)
@@ -189,6 +205,7 @@ func (a *syscallAudit) read() {
 		if te == nil {
 			return nil // untracked meanwhile
 		}
+		a.countProcesses(te, ev)
 		r, keep := a.convert(te, ev, &argv)
 		te.resolver.Observe(ev)
 		if !keep {
@@ -202,6 +219,25 @@ func (a *syscallAudit) read() {
 	})
 	if err != nil {
 		a.slg.Error("syscall audit reader stopped", "err", err)
+	}
+}
+
+// countProcesses keeps te.live and closes te.gone when the last process
+// of the exec has exited.
+func (a *syscallAudit) countProcesses(te *tracedExec, ev *bpf.Event) {
+	switch ev.Kind() {
+	case bpf.KindFork:
+		if ev.Fork.ChildTid == ev.Fork.ChildPid {
+			te.live++
+			te.seenFork = true
+		}
+	case bpf.KindExit:
+		if bpf.Flag(ev.Header.Flags)&bpf.FlagGroupDead != 0 {
+			te.live--
+			if te.seenFork && te.live <= 0 {
+				te.goneOnce.Do(func() { close(te.gone) })
+			}
+		}
 	}
 }
 

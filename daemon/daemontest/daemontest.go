@@ -33,8 +33,14 @@ var (
 
 // Binaries builds deputyd and deputy once per test process into a
 // world-readable directory, so that agents' peer uids can run the CLI.
+//
+// DEPUTY_TEST_BIN_DIR names a directory of prebuilt binaries instead, for
+// running a compiled test binary (go test -c) on a machine without Go.
 func Binaries(t testing.TB) (deputyd, deputy string) {
 	t.Helper()
+	if dir := os.Getenv("DEPUTY_TEST_BIN_DIR"); dir != "" {
+		return filepath.Join(dir, "deputyd"), filepath.Join(dir, "deputy")
+	}
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "deputy-bin-")
 		if buildErr != nil {

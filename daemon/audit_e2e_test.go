@@ -10,6 +10,7 @@ import (
 
 	"github.com/deputyhq/deputy/daemon/audit"
 	"github.com/deputyhq/deputy/daemon/daemontest"
+	"github.com/deputyhq/deputy/sandbox/sandboxtest"
 )
 
 // Uids of the audit tests: two agents, an auditor and a stranger.
@@ -64,6 +65,7 @@ func auditLogFile(t *testing.T, d *daemontest.Daemon) (string, []byte) {
 }
 
 func TestAuditQueryVerifyReplay(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	d := auditDaemon(t)
 	if r := d.Exec(t, auditPeerA, "", "sh", "-c", "echo hello-audit; echo to-stderr >&2"); r.Code != 0 {
 		t.Fatalf("exec: %s", r)

@@ -144,6 +144,7 @@ for f in ("syslog", "app.log", "app/data.log", "."):
 // tree as an agent that may write the tree's parent and owns most of the
 // tree, and checks that no file of it changed in any way.
 func TestThreatProtectedTree(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	parent := scratchDir(t, cfRunA)
 	tree := filepath.Join(parent, "logs")
 	ctl := filepath.Join(parent, "ctl")
@@ -233,6 +234,7 @@ func TestThreatProtectedTree(t *testing.T) {
 // TestThreatVarLogDefault checks the default protection of /var/log,
 // against an agent whose profile even grants writing it.
 func TestThreatVarLogDefault(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	work := scratchDir(t, cfRunA)
 	suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
 	rootLog := "/var/log/deputy-test-" + suffix + ".log"
@@ -345,6 +347,7 @@ int main(void) {
 // privileges or kernel attack surface: no_new_privs, setuid binaries,
 // user namespaces, io_uring and the 32-bit syscall gate.
 func TestThreatPrivilege(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	work := scratchDir(t, cfRunA)
 	bin := scratchDir(t, 0)
 	// A setuid-root copy of id where the agent may execute: only
@@ -440,6 +443,7 @@ func TestThreatPrivilege(t *testing.T) {
 // TestIsolationAgents checks that one agent can neither reach another's
 // files nor see or signal its processes or the daemon.
 func TestIsolationAgents(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	wa := scratchDir(t, cfRunA)
 	wb := scratchDir(t, cfRunB)
 	// World-writable: only Deputy keeps A out of B's directory.
@@ -547,6 +551,7 @@ func TestIsolationAgents(t *testing.T) {
 // TestIsolationNetwork checks network: none against a listener on the
 // host's loopback, with network: host as the positive control.
 func TestIsolationNetwork(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	wa := scratchDir(t, cfRunA)
 	wh := scratchDir(t, cfRunHost)
 	d := daemontest.Start(t, daemontest.Options{Profiles: profilesOf(
@@ -608,6 +613,7 @@ print("connected")`
 // TestIsolationCwd checks that a working directory under /proc or outside
 // the profile is refused before anything runs.
 func TestIsolationCwd(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	wa := scratchDir(t, cfRunA)
 	d := daemontest.Start(t, daemontest.Options{Profiles: profilesOf(
 		confAgent{name: "cwd", peer: cfPeerA, runAs: cfRunA, write: []string{wa}},
@@ -639,6 +645,7 @@ func TestIsolationCwd(t *testing.T) {
 // TestIsolationPrivateTmp checks that /tmp and /dev/shm are private to
 // each exec.
 func TestIsolationPrivateTmp(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	wa := scratchDir(t, cfRunA)
 	d := daemontest.Start(t, daemontest.Options{Profiles: profilesOf(
 		confAgent{name: "tmp", peer: cfPeerA, runAs: cfRunA, write: []string{wa}},
@@ -669,6 +676,7 @@ func TestIsolationPrivateTmp(t *testing.T) {
 // TestIsolationNoInheritedFDs checks that the command starts with stdio
 // pipes and nothing else.
 func TestIsolationNoInheritedFDs(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	wa := scratchDir(t, cfRunA)
 	d := daemontest.Start(t, daemontest.Options{Profiles: profilesOf(
 		confAgent{name: "fds", peer: cfPeerA, runAs: cfRunA, write: []string{wa}},
@@ -712,6 +720,7 @@ const forkBomb = `f() { f | f & }; f; exec sleep 30`
 // TestLimitsForkBomb checks that a fork bomb stops at the pids limit and
 // that other agents keep working meanwhile.
 func TestLimitsForkBomb(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	wa := scratchDir(t, cfRunA)
 	wb := scratchDir(t, cfRunBomb)
 	d := daemontest.Start(t, daemontest.Options{Profiles: profilesOf(
@@ -777,6 +786,7 @@ func TestLimitsForkBomb(t *testing.T) {
 // TestLimitsMemoryOOM checks that allocating past the memory limit ends
 // in an OOM kill that the exit status and the CLI report.
 func TestLimitsMemoryOOM(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	wh := scratchDir(t, cfRunHog)
 	d := daemontest.Start(t, daemontest.Options{Profiles: profilesOf(
 		confAgent{name: "hog", peer: cfPeerHog, runAs: cfRunHog, write: []string{wh}, limits: "{memory: 64Mi}"},
@@ -803,6 +813,7 @@ func TestLimitsMemoryOOM(t *testing.T) {
 // (success, failure, timeout, OOM, fork bomb, not found, refused) and
 // checks that nothing of them is left on the host.
 func TestLimitsCleanupAfterManyExecs(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	wa := scratchDir(t, cfRunA)
 	wb := scratchDir(t, cfRunBomb)
 	wh := scratchDir(t, cfRunHog)
@@ -916,6 +927,7 @@ func grepLines(s, sub string) string {
 // follows, would defeat the protection. The daemon creates it, root-owned,
 // at start; every sandbox then mounts it read-only.
 func TestThreatProtectedPathAbsent(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	parent := scratchDir(t, cfRunA)
 	missing := filepath.Join(parent, "logs")
 	if _, err := os.Lstat(missing); !os.IsNotExist(err) {
@@ -986,6 +998,7 @@ func writeFile(t *testing.T, dir, name, body string) string {
 // same rules as a --cwd written out (not under /proc, not outside the
 // profile's paths).
 func TestIsolationCwdSymlink(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	wa := scratchDir(t, cfRunA)
 	for name, target := range map[string]string{"to-proc": "/proc", "to-etc": "/etc", "to-self": "."} {
 		if err := os.Symlink(target, filepath.Join(wa, name)); err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/deputyhq/deputy/daemon/daemontest"
+	"github.com/deputyhq/deputy/sandbox/sandboxtest"
 )
 
 // Peer and runAs uids of the agents these tests use. Uncommon numbers, so a
@@ -43,6 +44,7 @@ func twoAgents(t *testing.T) *daemontest.Daemon {
 }
 
 func TestExecRunsAsAgent(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	d := twoAgents(t)
 	if r := d.Exec(t, peerA, "", "id", "-u"); r.Code != 0 || strings.TrimSpace(r.Stdout) != strconv.Itoa(runA) {
 		t.Fatalf("id -u: want %d, got %s", runA, r)
@@ -72,6 +74,7 @@ func TestExecRunsAsAgent(t *testing.T) {
 }
 
 func TestExecDeniesUnknownPeerAndRoot(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	d := twoAgents(t)
 	r := d.Exec(t, 47999, "", "id")
 	if r.Code != 126 || !strings.Contains(r.Stderr, "uid 47999") {
@@ -84,6 +87,7 @@ func TestExecDeniesUnknownPeerAndRoot(t *testing.T) {
 }
 
 func TestExecRefusesBadRequests(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	d := twoAgents(t)
 	cases := []struct {
 		name string
@@ -114,6 +118,7 @@ func TestExecRefusesBadRequests(t *testing.T) {
 }
 
 func TestExecTimeoutKillsProcessTree(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	d := twoAgents(t)
 	r := d.Run(t, peerA, "", "exec", "--timeout", "1s", "--", "sh", "-c", "sleep 30 & sleep 30")
 	if r.Code != 137 || !strings.Contains(r.Stderr, "timed out") {
@@ -128,6 +133,7 @@ func TestExecTimeoutKillsProcessTree(t *testing.T) {
 }
 
 func TestClientKilledKillsProcessTree(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	d := twoAgents(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -152,6 +158,7 @@ func TestClientKilledKillsProcessTree(t *testing.T) {
 }
 
 func TestSignalForwarding(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	d := twoAgents(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -170,6 +177,7 @@ func TestSignalForwarding(t *testing.T) {
 }
 
 func TestConcurrentExecsFromTwoAgents(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	d := twoAgents(t)
 	const n = 100
 	var wg sync.WaitGroup
@@ -252,6 +260,7 @@ func hasFileLine(out string) bool {
 }
 
 func TestReloadKeepsOldSetWhenInvalid(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	d := twoAgents(t)
 	d.WriteProfile(t, "b.yaml", agentProfile("agent-b", peerB, runB, "bogus: 1\n"))
 	d.Signal(t, syscall.SIGHUP)
@@ -280,6 +289,7 @@ func waitLog(t *testing.T, d *daemontest.Daemon, want string) {
 }
 
 func TestShutdownRemovesSocket(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	d := twoAgents(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

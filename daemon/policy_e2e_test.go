@@ -19,6 +19,7 @@ import (
 
 	"github.com/deputyhq/deputy/daemon/audit"
 	"github.com/deputyhq/deputy/daemon/daemontest"
+	"github.com/deputyhq/deputy/sandbox/sandboxtest"
 )
 
 // Uids of the policy tests: a peer and a runAs uid per agent, an approver,
@@ -136,6 +137,7 @@ func exists(path string) bool {
 // allowed find and rm run, recursive rm is refused however it is spelt or
 // reached, and what no rule allows falls to the default.
 func TestPolicyLogRotatorRules(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	dir := rotatorScratch(t)
 	d := daemontest.Start(t, daemontest.Options{Profiles: map[string]string{"log-rotator.yaml": logRotator(t, dir)}})
 	app := dir + "/app"
@@ -228,6 +230,7 @@ func durationsIn(s string) []time.Duration {
 // refused with the wait, and restarting the daemon does not reset the
 // window. Concurrency refuses an exec beyond the agent's slots.
 func TestPolicyRateLimitSurvivesRestart(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	d := daemontest.Start(t, daemontest.Options{Profiles: map[string]string{
 		"limited.yaml": agentProfile("limited", limPeer, limRun, "rateLimit: {execs: 5, per: 1h}\n"),
 		"single.yaml":  agentProfile("single", onePeer, oneRun, "concurrency: 1\n"),
@@ -383,6 +386,7 @@ func (b *background) running() bool {
 // who is not a peer of the agent may decide it; approve runs it, deny
 // refuses it with the reason; the audit log records the decisions.
 func TestPolicyApprovals(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	restarter := agentProfile("restarter", aprPeer, aprRun, `commands:
   rules:
     - id: restart
@@ -530,6 +534,7 @@ func exitClass(code int, explainStdout string) string {
 // TestPolicyExplainAgreesWithExec: for each command line `deputy policy
 // explain` predicts what `deputy exec` then does.
 func TestPolicyExplainAgreesWithExec(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	dir := rotatorScratch(t)
 	d := daemontest.Start(t, daemontest.Options{
 		Profiles: map[string]string{"log-rotator.yaml": logRotator(t, dir), "log-cleaner.yaml": logCleaner(t, dir)},
@@ -687,6 +692,7 @@ func TestPolicyExplainAgreesWithExec(t *testing.T) {
 // TestPolicySchedule: outside an agent's or a rule's schedule an exec is
 // denied, naming when the next window opens.
 func TestPolicySchedule(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	// Today must stay today while the test runs.
 	now := time.Now().UTC()
 	midnight := time.Date(now.Year(), now.Month(), now.Day()+1, 0, 0, 0, 0, time.UTC)
@@ -754,6 +760,7 @@ type agentJSON struct {
 // TestPolicyAgentsInventory: `deputy agents` counts each agent's execs and
 // denials and names its profile file and digest.
 func TestPolicyAgentsInventory(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	profA := agentProfile("counted-a", cntPeerA, cntRunA, "commands:\n  rules:\n    - {id: only-true, allow: /usr/bin/true}\n")
 	profB := agentProfile("counted-b", cntPeerB, cntRunB, "")
 	d := daemontest.Start(t, daemontest.Options{
@@ -854,6 +861,7 @@ func lineOf(t *testing.T, body, s string) int {
 // invalid file is logged as file:line and leaves the loaded set in force;
 // a valid change is in force within 2 s, without SIGHUP.
 func TestPolicyReloadOnChange(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	d := daemontest.Start(t, daemontest.Options{Profiles: map[string]string{
 		"watched.yaml": agentProfile("watched", watchPeer, watchRun, ""),
 	}})

@@ -16,6 +16,7 @@ import (
 
 	"github.com/deputyhq/deputy/daemon/audit"
 	"github.com/deputyhq/deputy/daemon/daemontest"
+	"github.com/deputyhq/deputy/sandbox/sandboxtest"
 )
 
 // readLog returns every record of the daemon's audit log (as root).
@@ -75,6 +76,7 @@ func buildC(t *testing.T, name, src string) string {
 // its processes made, as strace -f -c counts them, including from a second
 // thread and a child that exits at once.
 func TestAuditCountsEverySyscall(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	bin := buildC(t, "counted", `
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -146,6 +148,7 @@ int main(void) {
 // A flood of cheap syscalls: the log holds all of them, or the exec is
 // marked incomplete with the exact number lost.
 func TestAuditFloodLosesNothingSilently(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	const n = 5_000_000
 	bin := buildC(t, "flood", fmt.Sprintf(`
 #include <sys/syscall.h>
@@ -203,6 +206,7 @@ int main(void) { for (long i = 0; i < %d; i++) syscall(SYS_getppid); return 0; }
 // restart, the restart is recorded, and the interrupted exec's processes
 // are gone.
 func TestAuditSurvivesDaemonKill(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	d := daemontest.Start(t, daemontest.Options{Profiles: map[string]string{
 		"a.yaml": agentProfile("agent-a", peerA, runA, "limits: {timeout: 5m}\n"),
 	}})
@@ -244,6 +248,7 @@ func TestAuditSurvivesDaemonKill(t *testing.T) {
 // The auditor's view of one exec: every program it ran, the files it
 // touched with absolute paths, what failed and why, all attributed.
 func TestAuditExecScenario(t *testing.T) {
+	sandboxtest.RequireRoot(t)
 	work, err := os.MkdirTemp("/var/tmp", "deputy-audit-work-")
 	if err != nil {
 		t.Fatal(err)

@@ -210,12 +210,16 @@ func (s *Server) run(ctx context.Context, stream deputyv1.Deputy_ExecServer, ls 
 		}
 	}
 	spec := s.buildSpec(ls, prof, req, execID)
+	opts := sandbox.Options{CgroupFD: grp.FD(), HostNetwork: prof.Network == profiles.NetworkHost, Placed: grp.AddProc}
+	if !opts.HostNetwork {
+		if opts.NetNS, err = s.agentNetNS(prof.Name); err != nil {
+			s.finishTrace(grp, traced, log)
+			return nil, &setupError{err}
+		}
+		spec.Loopback = false // the agent's namespace has it up already
+	}
 	began := time.Now()
-	proc, err := sandbox.Start(spec, sandbox.Options{
-		CgroupFD:    grp.FD(),
-		HostNetwork: prof.Network == profiles.NetworkHost,
-		Placed:      grp.AddProc,
-	})
+	proc, err := sandbox.Start(spec, opts)
 	if err != nil {
 		s.finishTrace(grp, traced, log)
 		return nil, err

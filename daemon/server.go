@@ -32,6 +32,7 @@ import (
 	"github.com/deputyhq/deputy/daemon/policy"
 	"github.com/deputyhq/deputy/profiles"
 	deputyv1 "github.com/deputyhq/deputy/proto/deputy/v1"
+	"github.com/deputyhq/deputy/sandbox"
 	"github.com/deputyhq/deputy/sandbox/cgroup"
 	"github.com/deputyhq/deputy/sandbox/seccomp"
 )
@@ -55,6 +56,9 @@ type Server struct {
 	limiter   *policy.Limiter
 	approvals *policy.Approvals
 	stats     agentStats
+
+	netnsMu sync.Mutex
+	netns   map[string]*os.File // per agent with network: none
 	cgroups   *cgroup.Manager
 	layers    []*deputyv1.Layer
 	started   time.Time
@@ -138,6 +142,8 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return fmt.Errorf("refusing to start: %w", err)
 	}
 	s.profiles.Store(ls)
+	s.netns = map[string]*os.File{}
+	defer s.closeNetNS()
 	s.baseCtx, s.stopExec = context.WithCancel(context.Background())
 	defer s.stopExec()
 
@@ -390,4 +396,30 @@ func watchDir(ctx context.Context, dir string, interval time.Duration) <-chan st
 		}
 	}()
 	return out
+}
+
+// agentNetNS returns the agent's network namespace (loopback only), made on
+// first use and shared by its execs: one agent's execs can reach each
+// other over 127.0.0.1, never another agent's or the host's.
+func (s *Server) agentNetNS(agent string) (*os.File, error) {
+	s.netnsMu.Lock()
+	defer s.netnsMu.Unlock()
+	if ns, ok := s.netns[agent]; ok {
+		return ns, nil
+	}
+	ns, err := sandbox.NewNetNS()
+	if err != nil {
+		return nil, fmt.Errorf("network namespace for agent %s: %w", agent, err)
+	}
+	s.netns[agent] = ns
+	return ns, nil
+}
+
+func (s *Server) closeNetNS() {
+	s.netnsMu.Lock()
+	defer s.netnsMu.Unlock()
+	for name, ns := range s.netns {
+		ns.Close()
+		delete(s.netns, name)
+	}
 }

@@ -2,7 +2,6 @@ package profiles
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -242,7 +241,7 @@ func (w Weekday) String() string { return strings.ToLower(time.Weekday(w).String
 // Clock is a time of day in minutes since midnight, written "HH:MM".
 type Clock int
 
-var clockRE = regexp.MustCompile(`^([0-9]{2}):([0-9]{2})$`)
+var clockRE = lazyRE(`^([0-9]{2}):([0-9]{2})$`)
 
 // UnmarshalYAML accepts "00:00" to "24:00". The token's text is used
 // whatever its YAML type, since YAML 1.1 would read 08:00 as a number.
@@ -251,7 +250,7 @@ func (c *Clock) UnmarshalYAML(n ast.Node) error {
 		return nil
 	}
 	text := n.GetToken().Value
-	m := clockRE.FindStringSubmatch(text)
+	m := clockRE().FindStringSubmatch(text)
 	bad := m == nil
 	var h, min int
 	if !bad {
@@ -269,7 +268,7 @@ func (c *Clock) UnmarshalYAML(n ast.Node) error {
 func (c Clock) String() string { return fmt.Sprintf("%02d:%02d", int(c)/60, int(c)%60) }
 
 // ruleIDRE is the syntax of a rule id.
-var ruleIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+var ruleIDRE = lazyRE(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
 // checkCommands validates the command policy and applies its defaults.
 func checkCommands(pp *parsed) ErrorList {
@@ -296,7 +295,7 @@ func checkCommands(pp *parsed) ErrorList {
 		switch {
 		case r.ID == "":
 			errs = append(errs, pp.errorf(at("id"), "%s: id is required", path))
-		case !ruleIDRE.MatchString(r.ID):
+		case !ruleIDRE().MatchString(r.ID):
 			errs = append(errs, pp.errorf(at("id"), "%s: id %q: want a lowercase letter or digit then up to 62 lowercase letters, digits, '-' or '_'", path, r.ID))
 		case ids[r.ID] != "":
 			errs = append(errs, pp.errorf(at("id"), "%s: id %q is also the id of %s", path, r.ID, ids[r.ID]))

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/goccy/go-yaml"
@@ -154,7 +155,7 @@ type nodeError struct {
 
 func (e *nodeError) Error() string { return e.msg }
 
-var dupKeyRE = regexp.MustCompile(`^mapping key "(.*)" already defined at \[(\d+):\d+\]$`)
+var dupKeyRE = lazyRE(`^mapping key "(.*)" already defined at \[(\d+):\d+\]$`)
 
 // convertErr turns a goccy error into an *Error naming the YAML path rather
 // than Go types, which mean nothing to whoever writes the file.
@@ -210,7 +211,7 @@ func convertErr(file string, idx *index, err error) error {
 			fmt.Sprintf("want %s, got %s", describeNodeType(unt.Expected), describeNodeType(unt.Actual))))
 	case errors.As(err, &syn):
 		msg := syn.Message
-		if m := dupKeyRE.FindStringSubmatch(msg); m != nil {
+		if m := dupKeyRE().FindStringSubmatch(msg); m != nil {
 			msg = fmt.Sprintf("duplicate key %q (first on line %s)", m[1], m[2])
 		}
 		return at(syn.Token, msg)
@@ -318,7 +319,7 @@ func (d Duration) Std() time.Duration { return time.Duration(d) }
 
 func (d Duration) String() string { return time.Duration(d).String() }
 
-var bytesRE = regexp.MustCompile(`^([0-9]+)(Ki|Mi|Gi|Ti)?$`)
+var bytesRE = lazyRE(`^([0-9]+)(Ki|Mi|Gi|Ti)?$`)
 
 var bytesUnits = map[string]int64{"": 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40}
 
@@ -327,7 +328,7 @@ var bytesUnits = map[string]int64{"": 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 <
 // refused: whether "64M" means 64e6 or 64<<20 is exactly the ambiguity a
 // limit should not have.
 func ParseBytes(s string) (Bytes, error) {
-	m := bytesRE.FindStringSubmatch(s)
+	m := bytesRE().FindStringSubmatch(s)
 	if m == nil {
 		return 0, fmt.Errorf("%q is not a size: want a number of bytes or a number with Ki, Mi, Gi or Ti (e.g. 256Mi)", s)
 	}
@@ -378,3 +379,10 @@ func (nw *Network) UnmarshalYAML(n ast.Node) error {
 }
 
 func (nw Network) valid() bool { return nw == NetworkNone || nw == NetworkHost }
+
+// lazyRE compiles a regular expression on first use rather than at package
+// init: every process that links this package pays for init, the daemon's
+// init helper and the CLI included, and most never validate a profile.
+func lazyRE(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
+}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os/user"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -40,9 +39,9 @@ const (
 var ReservedEnv = []string{"DEPUTY_AGENT", "DEPUTY_EXEC_ID", "DEPUTY_CORRELATION_ID"}
 
 var (
-	nameRE    = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
-	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	syscallRE = regexp.MustCompile(`^[a-z0-9_]+$`)
+	nameRE    = lazyRE(`^[a-z][a-z0-9-]{0,62}$`)
+	envNameRE = lazyRE(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	syscallRE = lazyRE(`^[a-z0-9_]+$`)
 )
 
 // parsed is a profile with what the cross-profile checks and Lint need to
@@ -116,7 +115,7 @@ func checkName(pp *parsed) ErrorList {
 	switch n := pp.p.Name; {
 	case n == "":
 		return ErrorList{pp.errorf("name", "name is required")}
-	case !nameRE.MatchString(n):
+	case !nameRE().MatchString(n):
 		return ErrorList{pp.errorf("name", "name %q: want a lowercase letter then up to 62 lowercase letters, digits or '-'", n)}
 	}
 	return nil
@@ -288,7 +287,7 @@ func checkEnv(pp *parsed) ErrorList {
 	for i, name := range pp.p.Env.Pass {
 		path := fmt.Sprintf("env.pass[%d]", i)
 		switch {
-		case !envNameRE.MatchString(name):
+		case !envNameRE().MatchString(name):
 			errs = append(errs, pp.errorf(path, "env.pass: %q is not a valid variable name", name))
 		case isReservedEnv(name):
 			errs = append(errs, pp.errorf(path, "env.pass: %s is set by the daemon and cannot be passed", name))
@@ -302,7 +301,7 @@ func checkEnv(pp *parsed) ErrorList {
 	for _, name := range sortedKeys(pp.p.Env.Set) {
 		path := "env.set." + name
 		switch {
-		case !envNameRE.MatchString(name):
+		case !envNameRE().MatchString(name):
 			errs = append(errs, pp.errorf(path, "env.set: %q is not a valid variable name", name))
 		case isReservedEnv(name):
 			errs = append(errs, pp.errorf(path, "env.set: %s is set by the daemon and cannot be overridden", name))
@@ -317,7 +316,7 @@ func checkSeccomp(pp *parsed) ErrorList {
 	var errs ErrorList
 	denied := map[string]bool{}
 	for i, name := range pp.p.Seccomp.Deny {
-		if !syscallRE.MatchString(name) {
+		if !syscallRE().MatchString(name) {
 			errs = append(errs, pp.errorf(fmt.Sprintf("seccomp.deny[%d]", i), "seccomp.deny: %q is not a syscall name", name))
 		}
 		denied[name] = true
@@ -325,7 +324,7 @@ func checkSeccomp(pp *parsed) ErrorList {
 	for i, o := range pp.p.Seccomp.Allow {
 		path := fmt.Sprintf("seccomp.allow[%d]", i)
 		switch {
-		case !syscallRE.MatchString(o.Syscall):
+		case !syscallRE().MatchString(o.Syscall):
 			errs = append(errs, pp.errorf(path+".syscall", "seccomp.allow: %q is not a syscall name", o.Syscall))
 		case denied[o.Syscall]:
 			errs = append(errs, pp.errorf(path+".syscall", "seccomp.allow: %s is also in seccomp.deny", o.Syscall))

@@ -26,8 +26,9 @@ const InitArg = "__deputy_init"
 // runc's _LIBCONTAINER_*): the spec pipe (read until EOF) and the sync pipe
 // (errors back to the daemon; close-on-exec, so EOF means execve happened).
 const (
-	envSpecFD = "_DEPUTY_SPECFD"
-	envSyncFD = "_DEPUTY_SYNCFD"
+	envSpecFD  = "_DEPUTY_SPECFD"
+	envSyncFD  = "_DEPUTY_SYNCFD"
+	envNetNSFD = "_DEPUTY_NETNSFD" // the agent's network namespace to join, if any
 )
 
 // IsInit reports whether this process was started as the init helper.
@@ -103,6 +104,20 @@ func initSandbox(syncPipe *os.File) *InitError {
 	if len(spec.Seccomp) > 0 {
 		if filter, err = seccomp.FilterFromBytes(spec.Seccomp); err != nil {
 			return fail("seccomp", KindSetup, err)
+		}
+	}
+
+	// 1b. The agent's network namespace (loopback only), joined before
+	// anything else; the daemon then created no namespace for this exec.
+	if os.Getenv(envNetNSFD) != "" {
+		ns, err := inheritedFile(envNetNSFD, "netns")
+		if err != nil {
+			return fail("network", KindSetup, err)
+		}
+		err = unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET)
+		ns.Close()
+		if err != nil {
+			return fail("network", KindSetup, fmt.Errorf("join the agent's network namespace: %w", os.NewSyscallError("setns", err)))
 		}
 	}
 

@@ -24,9 +24,11 @@ type Options struct {
 	// CgroupFD, when >= 0, is a cgroup2 directory fd: the helper is cloned
 	// straight into it (CLONE_INTO_CGROUP), so it never runs outside it.
 	CgroupFD int
-	// HostNetwork shares the host's network namespace; otherwise the exec
-	// gets a new one with only a (down) loopback.
+	// HostNetwork shares the host's network namespace. Otherwise the exec
+	// joins NetNS (see NewNetNS) when set, or gets a network namespace of
+	// its own.
 	HostNetwork bool
+	NetNS       *os.File
 	// Placed runs after the helper exists and before it receives its spec:
 	// the daemon puts the pid into cgroup v1 controllers here. The helper
 	// blocks on the spec, so nothing runs before Placed returns.
@@ -106,8 +108,14 @@ func Start(spec *Spec, opts Options) (*Process, error) {
 	childEnds = []*os.File{stdinR, stdoutW, stderrW, specR, syncW}
 
 	cloneflags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS)
-	if !opts.HostNetwork {
+	if !opts.HostNetwork && opts.NetNS == nil {
 		cloneflags |= unix.CLONE_NEWNET
+	}
+	extra := []*os.File{specR, syncW}
+	env := []string{envSpecFD + "=3", envSyncFD + "=4", "GOMAXPROCS=1", "GOGC=off"}
+	if !opts.HostNetwork && opts.NetNS != nil {
+		extra = append(extra, opts.NetNS)
+		env = append(env, envNetNSFD+"=5")
 	}
 	pidfd := -1
 	cmd := &exec.Cmd{
@@ -117,11 +125,11 @@ func Start(spec *Spec, opts Options) (*Process, error) {
 		Stdout: stdoutW,
 		Stderr: stderrW,
 		// ExtraFiles start at fd 3.
-		ExtraFiles: []*os.File{specR, syncW},
+		ExtraFiles: extra,
 		// The helper's own environment: only what it needs. GOMAXPROCS=1
 		// and GOGC=off keep the short-lived Go runtime from spawning
 		// threads and collecting garbage before execve.
-		Env: []string{envSpecFD + "=3", envSyncFD + "=4", "GOMAXPROCS=1", "GOGC=off"},
+		Env: env,
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags: cloneflags,
 			// Own session and process group: signals to the group reach the

@@ -59,9 +59,9 @@ type Server struct {
 
 	netnsMu sync.Mutex
 	netns   map[string]*os.File // per agent with network: none
-	cgroups   *cgroup.Manager
-	layers    []*deputyv1.Layer
-	started   time.Time
+	cgroups *cgroup.Manager
+	layers  []*deputyv1.Layer
+	started time.Time
 
 	// profiles is swapped whole on reload; a running exec keeps the set it
 	// started with.

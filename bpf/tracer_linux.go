@@ -20,7 +20,7 @@ var ErrNotSupported = errors.New("syscall tracing not supported")
 // Options configures Load. The zero value is usable.
 type Options struct {
 	// RingSize is the ring buffer size in bytes: a power of two and a
-	// multiple of the page size. Default 16 MiB (about 130k small records):
+	// multiple of the page size. Default 4 MiB (about 32k small records):
 	// the daemon freezes traced execs before it fills, and its pages count
 	// twice in the daemon's RSS (the kernel maps the data area twice).
 	RingSize int
@@ -35,7 +35,7 @@ type Options struct {
 
 func (o *Options) setDefaults() error {
 	if o.RingSize == 0 {
-		o.RingSize = 16 << 20
+		o.RingSize = 4 << 20
 	}
 	page := os.Getpagesize()
 	if o.RingSize < page || o.RingSize&(o.RingSize-1) != 0 {

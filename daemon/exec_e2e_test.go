@@ -135,19 +135,7 @@ func TestExecTimeoutKillsProcessTree(t *testing.T) {
 func TestClientKilledKillsProcessTree(t *testing.T) {
 	sandboxtest.RequireRoot(t)
 	d := twoAgents(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cmd := d.Command(ctx, peerA, "exec", "--", "sh", "-c", "sleep 60 & sleep 60")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(daemontest.ProcessesOf(runA)) < 3 { // sh and two sleeps
-		if time.Now().After(deadline) {
-			t.Fatalf("command did not start\n%s", d.Log())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	cmd := startRunning(t, d, 3, "sh", "-c", "sleep 60 & sleep 60") // sh and two sleeps
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -160,15 +148,7 @@ func TestClientKilledKillsProcessTree(t *testing.T) {
 func TestSignalForwarding(t *testing.T) {
 	sandboxtest.RequireRoot(t)
 	d := twoAgents(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := d.Command(ctx, peerA, "exec", "--", "sleep", "60")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	for len(daemontest.ProcessesOf(runA)) == 0 {
-		time.Sleep(20 * time.Millisecond)
-	}
+	cmd := startRunning(t, d, 1, "sleep", "60")
 	cmd.Process.Signal(syscall.SIGINT)
 	err := cmd.Wait()
 	if code := cmd.ProcessState.ExitCode(); code != 130 {
@@ -291,15 +271,7 @@ func waitLog(t *testing.T, d *daemontest.Daemon, want string) {
 func TestShutdownRemovesSocket(t *testing.T) {
 	sandboxtest.RequireRoot(t)
 	d := twoAgents(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := d.Command(ctx, peerA, "exec", "--", "sleep", "60")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	for len(daemontest.ProcessesOf(runA)) == 0 {
-		time.Sleep(20 * time.Millisecond)
-	}
+	cmd := startRunning(t, d, 1, "sleep", "60")
 	d.Stop(t)
 	cmd.Wait()
 	if _, err := os.Stat(d.Socket); !os.IsNotExist(err) {
@@ -308,4 +280,24 @@ func TestShutdownRemovesSocket(t *testing.T) {
 	if left := daemontest.WaitNoProcesses(runA, 2*time.Second); len(left) > 0 {
 		t.Fatalf("commands outlived the daemon: %v", left)
 	}
+}
+
+// startRunning starts `deputy exec -- argv` as agent A's peer and returns
+// once n processes of the agent's uid run.
+func startRunning(t *testing.T, d *daemontest.Daemon, n int, argv ...string) *exec.Cmd {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	cmd := d.Command(ctx, peerA, append([]string{"exec", "--"}, argv...)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(daemontest.ProcessesOf(runA)) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("command did not start\n%s", d.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return cmd
 }

@@ -48,8 +48,12 @@ const maxMessageBytes = 4 << 20
 type Server struct {
 	deputyv1.UnimplementedDeputyServer
 
-	cfg   *Config
-	log   *slog.Logger
+	cfg     *Config
+	log     *slog.Logger
+	started time.Time
+	layers  []*deputyv1.Layer // found at start, for Doctor
+	cgroups *cgroup.Manager
+
 	audit *audit.Log
 	sys   *syscallAudit // nil when syscall auditing is off
 
@@ -59,9 +63,6 @@ type Server struct {
 
 	netnsMu sync.Mutex
 	netns   map[string]*os.File // per agent with network: none
-	cgroups *cgroup.Manager
-	layers  []*deputyv1.Layer
-	started time.Time
 
 	// profiles is swapped whole on reload; a running exec keeps the set it
 	// started with.

@@ -43,9 +43,9 @@ failure.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON array")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		sock := socketPath(*socket)
-		client, conn, err := dial(sock)
+		client, conn, err := dialExit(sock)
 		if err != nil {
-			return &exitError{code: exitFailed, msg: err.Error()}
+			return err
 		}
 		defer conn.Close()
 		resp, err := client.ListAgents(cmd.Context(), &deputyv1.ListAgentsRequest{})

@@ -45,9 +45,9 @@ on any other failure.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON array")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		sock := socketPath(*socket)
-		client, conn, err := dial(sock)
+		client, conn, err := dialExit(sock)
 		if err != nil {
-			return &exitError{code: exitFailed, msg: err.Error()}
+			return err
 		}
 		defer conn.Close()
 		resp, err := client.ListApprovals(cmd.Context(), &deputyv1.ListApprovalsRequest{})
@@ -149,9 +149,9 @@ ID or a missing reason included.`,
 }
 
 func decide(cmd *cobra.Command, socket, id string, approve bool, reason string) error {
-	client, conn, err := dial(socket)
+	client, conn, err := dialExit(socket)
 	if err != nil {
-		return &exitError{code: exitFailed, msg: err.Error()}
+		return err
 	}
 	defer conn.Close()
 	_, err = client.DecideApproval(cmd.Context(), &deputyv1.DecideApprovalRequest{Id: id, Approve: approve, Reason: reason})

@@ -49,6 +49,16 @@ func dial(socket string) (deputyv1.DeputyClient, *grpc.ClientConn, error) {
 	return deputyv1.NewDeputyClient(conn), conn, nil
 }
 
+// dialExit is dial for commands that cannot work without the daemon: a
+// failure is deputy's own (exit 125).
+func dialExit(socket string) (deputyv1.DeputyClient, *grpc.ClientConn, error) {
+	client, conn, err := dial(socket)
+	if err != nil {
+		return nil, nil, &exitError{code: exitFailed, msg: err.Error()}
+	}
+	return client, conn, nil
+}
+
 // statusExit turns a daemon refusal into deputy's exit status and message.
 func statusExit(err error, socket string) *exitError {
 	st, ok := status.FromError(err)

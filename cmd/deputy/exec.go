@@ -82,9 +82,9 @@ func runExec(ctx context.Context, o *execOptions) error {
 		start.Timeout = durationpb.New(o.timeout)
 	}
 
-	client, conn, err := dial(socket)
+	client, conn, err := dialExit(socket)
 	if err != nil {
-		return &exitError{code: exitFailed, msg: err.Error()}
+		return err
 	}
 	defer conn.Close()
 	ctx, cancel := context.WithCancel(ctx)

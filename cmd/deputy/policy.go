@@ -61,9 +61,9 @@ justification, say) or explain itself failed.`,
 	cmd.MarkFlagRequired("agent")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		sock := socketPath(*o.socket)
-		client, conn, err := dial(sock)
+		client, conn, err := dialExit(sock)
 		if err != nil {
-			return &exitError{code: exitFailed, msg: err.Error()}
+			return err
 		}
 		defer conn.Close()
 		resp, err := client.Explain(cmd.Context(), &deputyv1.ExplainRequest{

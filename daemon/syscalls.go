@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"path"
@@ -42,6 +40,7 @@ type syscallAudit struct {
 	handled atomic.Uint64 // records handled, for drain
 	frozen  atomic.Bool
 	freezes atomic.Uint64
+	kick    chan struct{}
 	done    chan struct{}
 }
 
@@ -72,8 +71,10 @@ func startSyscallAudit(l *audit.Log, slg *slog.Logger) (*syscallAudit, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &syscallAudit{tr: tr, log: l, slg: slg, clock: tr.Time, execs: map[uint64]*tracedExec{}, done: make(chan struct{})}
+	a := &syscallAudit{tr: tr, log: l, slg: slg, clock: tr.Time, execs: map[uint64]*tracedExec{},
+		kick: make(chan struct{}, 1), done: make(chan struct{})}
 	go a.read()
+	go a.pressure()
 	return a, nil
 }
 
@@ -150,41 +151,62 @@ func (a *syscallAudit) drain(limit time.Duration) {
 // nothing.
 const pressureEvery = 1024
 
-// checkPressure freezes the traced execs while the ring is nearly full, and
-// thaws them once the reader has drained it. The reader calls it, so the
-// daemon does no work at all while nothing is traced.
+// checkPressure decides whether the traced execs should be frozen: above
+// the high-water mark yes, below the low-water mark no. The reader calls it;
+// the pressure goroutine applies the decision.
 func (a *syscallAudit) checkPressure() {
 	fill := float64(a.tr.AvailableBytes()) / float64(a.tr.RingSize())
 	switch {
 	case fill > highWater && !a.frozen.Load():
 		a.frozen.Store(true)
 		a.freezes.Add(1)
-		a.setFrozen(true)
 	case fill < lowWater && a.frozen.Load():
 		a.frozen.Store(false)
-		a.setFrozen(false)
+	default:
+		return
+	}
+	select {
+	case a.kick <- struct{}{}:
+	default:
 	}
 }
 
-func (a *syscallAudit) setFrozen(freeze bool) {
-	a.mu.RLock()
-	groups := make([]*cgroup.Group, 0, len(a.execs))
-	for _, te := range a.execs {
-		groups = append(groups, te.grp)
-	}
-	a.mu.RUnlock()
-	for _, g := range groups {
-		go func() {
-			var err error
-			if freeze {
-				err = g.Freeze()
-			} else {
-				err = g.Thaw()
+// pressure applies freeze and thaw decisions one at a time, so a thaw can
+// never be overtaken by an older freeze. While frozen it also watches the
+// ring itself: once the reader has emptied it there are no records left to
+// trigger checkPressure.
+func (a *syscallAudit) pressure() {
+	applied := false
+	for {
+		var tick <-chan time.Time
+		if a.frozen.Load() {
+			tick = time.After(5 * time.Millisecond)
+		}
+		select {
+		case <-a.done:
+			return
+		case <-a.kick:
+		case <-tick:
+			if float64(a.tr.AvailableBytes())/float64(a.tr.RingSize()) < lowWater {
+				a.frozen.Store(false)
 			}
-			if err != nil && !errors.Is(err, context.Canceled) {
-				a.slg.Debug("back-pressure freeze", "freeze", freeze, "err", err)
+		}
+		want := a.frozen.Load()
+		if want == applied && !want {
+			continue
+		}
+		a.mu.RLock()
+		groups := make([]*cgroup.Group, 0, len(a.execs))
+		for _, te := range a.execs {
+			groups = append(groups, te.grp)
+		}
+		a.mu.RUnlock()
+		for _, g := range groups {
+			if err := g.SetFrozen(want); err != nil {
+				a.slg.Debug("back-pressure", "freeze", want, "err", err)
 			}
-		}()
+		}
+		applied = want
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 
 	"github.com/deputyhq/deputy/daemon"
 )
@@ -41,6 +42,7 @@ Flags:
 	fs.StringVar(&over.State, "state", "", "state `directory` (default "+daemon.DefaultState+")")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
 	version := fs.Bool("version", false, "print the version and exit")
+	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of the daemon to `file` until it stops (for performance work)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -66,6 +68,19 @@ Flags:
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "deputyd: %v\n", err)
 		return 1
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "deputyd: --cpu-profile: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(os.Stderr, "deputyd: --cpu-profile: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if err := daemon.Run(context.Background(), cfg, log); err != nil {
 		fmt.Fprintf(os.Stderr, "deputyd: %v\n", err)

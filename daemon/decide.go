@@ -61,8 +61,13 @@ func resolveProgram(p *profiles.Profile, r *execRequest, hidden []string) (strin
 	if strings.Contains(argv0, "/") && !filepath.IsAbs(argv0) {
 		argv0 = filepath.Join(r.Cwd, argv0)
 	}
+	// The PATH the command will get: the caller's (if env.pass allows it),
+	// else the profile's, else the default (see buildEnv).
 	pathEnv := "/usr/local/bin:/usr/bin:/bin"
 	if v, ok := p.Env.Set["PATH"]; ok {
+		pathEnv = v
+	}
+	if v, ok := r.Env["PATH"]; ok {
 		pathEnv = v
 	}
 	prog, err := policy.ResolveProgram(argv0, pathEnv, "/")

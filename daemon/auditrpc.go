@@ -127,13 +127,8 @@ func mayAudit(uid, gid uint32, auditors Principals, isAgent bool, member func(ui
 	if isAgent {
 		return fmt.Errorf("uid %d is not an auditor: it is an agent's peer uid, and agents may never read the audit log", uid)
 	}
-	if uid == 0 || slices.Contains(auditors.UIDs, uid) {
+	if uid == 0 || inSet(uid, gid, auditors, member) {
 		return nil
-	}
-	for _, g := range auditors.Groups {
-		if member(uid, gid, g) {
-			return nil
-		}
 	}
 	return fmt.Errorf("uid %d is not an auditor: only root and the daemon config's auditors (uids, groups) may read the audit log", uid)
 }

@@ -30,7 +30,11 @@ type verdict struct {
 
 // decide evaluates the profile's policy for a validated request.
 func (s *Server) decide(ls *loadedSet, p *profiles.Profile, r *execRequest, now time.Time) verdict {
-	program, err := resolveProgram(p, r, ls.hiddenFor(p, s.cfg))
+	var hidden []string
+	if p.Commands != nil { // only judged programs are checked against them
+		hidden = ls.hiddenFor(p, s.cfg)
+	}
+	program, err := resolveProgram(p, r, hidden)
 	if err != nil {
 		return verdict{Decision: policy.Decision{Rule: "program", Reason: err.Error()}, Err: err}
 	}

@@ -65,11 +65,17 @@ func (s *Server) awaitApproval(ctx context.Context, p *profiles.Profile, peer id
 // inPrincipals reports whether the peer is root or one of p's uids or
 // groups.
 func (s *Server) inPrincipals(peer identity.Peer, p Principals) bool {
-	if peer.UID == 0 || slices.Contains(p.UIDs, peer.UID) {
+	return peer.UID == 0 || inSet(peer.UID, peer.GID, p, s.groupMember)
+}
+
+// inSet reports whether uid (primary gid gid) is one of p's uids or in one
+// of its groups.
+func inSet(uid, gid uint32, p Principals, member func(uid, gid uint32, group string) bool) bool {
+	if slices.Contains(p.UIDs, uid) {
 		return true
 	}
 	for _, g := range p.Groups {
-		if s.groupMember(peer.UID, peer.GID, g) {
+		if member(uid, gid, g) {
 			return true
 		}
 	}

@@ -39,7 +39,6 @@ type syscallAudit struct {
 	busy    atomic.Bool   // the reader is handling a record
 	handled atomic.Uint64 // records handled, for drain
 	frozen  atomic.Bool
-	freezes atomic.Uint64
 	kick    chan struct{}
 	done    chan struct{}
 }
@@ -159,7 +158,6 @@ func (a *syscallAudit) checkPressure() {
 	switch {
 	case fill > highWater && !a.frozen.Load():
 		a.frozen.Store(true)
-		a.freezes.Add(1)
 	case fill < lowWater && a.frozen.Load():
 		a.frozen.Store(false)
 	default:

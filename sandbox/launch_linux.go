@@ -57,9 +57,9 @@ func Start(spec *Spec, opts Options) (*Process, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, &InitError{Step: "spec", Kind: KindInvalid, Msg: err.Error()}
 	}
-	specJSON, err := json.Marshal(spec)
+	wire, err := encodeSpec(spec)
 	if err != nil {
-		return nil, fmt.Errorf("encode spec: %w", err)
+		return nil, &InitError{Step: "spec", Kind: KindSetup, Msg: err.Error()}
 	}
 	helper := opts.Helper
 	if helper == "" {
@@ -112,7 +112,7 @@ func Start(spec *Spec, opts Options) (*Process, error) {
 		cloneflags |= unix.CLONE_NEWNET
 	}
 	extra := []*os.File{specR, syncW}
-	env := []string{envSpecFD + "=3", envSyncFD + "=4", "GOMAXPROCS=1", "GOGC=off"}
+	env := []string{envSpecFD + "=3", envSyncFD + "=4"}
 	if !opts.HostNetwork && opts.NetNS != nil {
 		extra = append(extra, opts.NetNS)
 		env = append(env, envNetNSFD+"=5")
@@ -126,9 +126,8 @@ func Start(spec *Spec, opts Options) (*Process, error) {
 		Stderr: stderrW,
 		// ExtraFiles start at fd 3.
 		ExtraFiles: extra,
-		// The helper's own environment: only what it needs. GOMAXPROCS=1
-		// and GOGC=off keep the short-lived Go runtime from spawning
-		// threads and collecting garbage before execve.
+		// The helper's own environment: only its fd numbers. The
+		// command's environment travels in the spec.
 		Env: env,
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags: cloneflags,
@@ -165,7 +164,7 @@ func Start(spec *Spec, opts Options) (*Process, error) {
 			return abort(&InitError{Step: "cgroup", Kind: KindSetup, Msg: err.Error()})
 		}
 	}
-	_, err = specW.Write(specJSON)
+	_, err = specW.Write(wire)
 	specW.Close()
 	if err != nil {
 		return abort(&InitError{Step: "spec", Kind: KindSetup, Msg: fmt.Sprintf("send spec: %v", err)})

@@ -1,5 +1,5 @@
 // Package landlock turns an agent's filesystem allowlist into Landlock rules
-// and enforces them on the calling process. It fails closed: a kernel whose
+// (see Compile), which the init helper enforces on itself. It fails closed: a kernel whose
 // Landlock ABI cannot enforce every right Deputy relies on is an error,
 // unless the caller explicitly asks for best effort.
 package landlock
@@ -59,4 +59,27 @@ var Base = Rules{
 		"/lib/ld-linux-aarch64.so.1",
 		"/usr/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1",
 	},
+}
+
+// Ruleset is a compiled allowlist, ready for landlock_create_ruleset and
+// landlock_add_rule.
+type Ruleset struct {
+	// HandledFS are the filesystem rights the ruleset governs: any of them
+	// not granted by a rule is denied.
+	HandledFS uint64
+	// Scoped are the IPC scopes (signals, abstract Unix sockets) confined
+	// to the domain.
+	Scoped uint64
+	// FileMask are the rights that apply to a non-directory; a rule on a
+	// file keeps only these.
+	FileMask uint64
+	// Rules grant rights beneath paths. A path missing in the sandbox is
+	// skipped: a rule needs an inode.
+	Rules []PathRule
+}
+
+// PathRule grants Access beneath Path.
+type PathRule struct {
+	Path   string
+	Access uint64
 }

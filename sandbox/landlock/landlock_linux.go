@@ -1,38 +1,57 @@
 package landlock
 
 import (
-	"errors"
 	"fmt"
-	"os"
 
 	"golang.org/x/sys/unix"
-
-	golandlock "github.com/landlock-lsm/go-landlock/landlock"
-	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
 )
 
+// Rights, as the kernel numbers them (include/uapi/linux/landlock.h).
 const (
-	accessRead golandlock.AccessFSSet = ll.AccessFSReadFile | ll.AccessFSReadDir
-	accessExec                        = accessRead | ll.AccessFSExecute
+	accessRead = unix.LANDLOCK_ACCESS_FS_READ_FILE | unix.LANDLOCK_ACCESS_FS_READ_DIR
+	accessExec = accessRead | unix.LANDLOCK_ACCESS_FS_EXECUTE
 	// accessWrite deliberately leaves out MakeChar and MakeBlock (device
 	// nodes) and IoctlDev: no agent needs them.
-	accessWrite = accessRead | ll.AccessFSWriteFile | ll.AccessFSRemoveDir | ll.AccessFSRemoveFile |
-		ll.AccessFSMakeDir | ll.AccessFSMakeReg | ll.AccessFSMakeSock | ll.AccessFSMakeFifo |
-		ll.AccessFSMakeSym | ll.AccessFSRefer | ll.AccessFSTruncate
+	accessWrite = accessRead | unix.LANDLOCK_ACCESS_FS_WRITE_FILE | unix.LANDLOCK_ACCESS_FS_REMOVE_DIR |
+		unix.LANDLOCK_ACCESS_FS_REMOVE_FILE | unix.LANDLOCK_ACCESS_FS_MAKE_DIR | unix.LANDLOCK_ACCESS_FS_MAKE_REG |
+		unix.LANDLOCK_ACCESS_FS_MAKE_SOCK | unix.LANDLOCK_ACCESS_FS_MAKE_FIFO | unix.LANDLOCK_ACCESS_FS_MAKE_SYM |
+		unix.LANDLOCK_ACCESS_FS_REFER | unix.LANDLOCK_ACCESS_FS_TRUNCATE
 	// accessFileOnly are the rights that apply to a non-directory; the
 	// kernel refuses directory rights on a file rule.
-	accessFileOnly = ll.AccessFSExecute | ll.AccessFSWriteFile | ll.AccessFSReadFile |
-		ll.AccessFSTruncate | ll.AccessFSIoctlDev
+	accessFileOnly = unix.LANDLOCK_ACCESS_FS_EXECUTE | unix.LANDLOCK_ACCESS_FS_WRITE_FILE |
+		unix.LANDLOCK_ACCESS_FS_READ_FILE | unix.LANDLOCK_ACCESS_FS_TRUNCATE | unix.LANDLOCK_ACCESS_FS_IOCTL_DEV
+	// scopes: an agent cannot signal, or connect to an abstract Unix socket
+	// of, anything outside its own domain (ABI 6).
+	scopes = unix.LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | unix.LANDLOCK_SCOPE_SIGNAL
 )
+
+// handledFS returns the filesystem rights a kernel with Landlock ABI abi can
+// handle: every right it knows, so that whatever no rule grants is denied.
+// Network rights (ABI 4) are not handled: network confinement comes from the
+// network namespace, and for network: host the profile asked for the host's
+// network.
+func handledFS(abi int) uint64 {
+	switch {
+	case abi >= 5:
+		return 1<<16 - 1 // through IOCTL_DEV
+	case abi >= 3:
+		return 1<<15 - 1 // through TRUNCATE
+	case abi == 2:
+		return 1<<14 - 1 // through REFER
+	case abi == 1:
+		return 1<<13 - 1
+	}
+	return 0
+}
 
 // ABI returns the kernel's Landlock ABI version, 0 when Landlock is absent
 // or disabled.
 func ABI() int {
-	v, err := ll.LandlockGetABIVersion()
-	if err != nil {
+	v, _, errno := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET, 0, 0, unix.LANDLOCK_CREATE_RULESET_VERSION)
+	if errno != 0 {
 		return 0
 	}
-	return v
+	return int(v)
 }
 
 // Check reports whether the kernel can enforce everything Deputy relies on.
@@ -43,71 +62,34 @@ func Check() error {
 	return nil
 }
 
-// RestrictThread enforces base plus r on the calling OS thread and
-// everything it executes afterwards. It is irreversible. The caller must
-// hold runtime.LockOSThread until it calls execve from this same thread,
-// and must have set no_new_privs or hold CAP_SYS_ADMIN: only the init helper
-// calls it. Restricting the one thread that executes the command (instead of
-// every thread through libpsx) is what go-landlock documents for
-// enforce-then-exec, and it costs no cross-thread signalling.
-func RestrictThread(r Rules) error {
-	if !r.BestEffort {
-		if err := Check(); err != nil {
-			return err
-		}
+// Compile turns base plus r into the ruleset the init helper enforces. The
+// daemon decides every right here; the helper only opens the paths (after
+// building its mounts, since /tmp, /dev/shm and /proc are the exec's own)
+// and hands them to the kernel. Without BestEffort a kernel below
+// RequiredABI is an error; with it the rights are cut to what the kernel
+// knows, and nil means there is nothing to enforce.
+func Compile(r Rules) (*Ruleset, error) {
+	abi := ABI()
+	if !r.BestEffort && abi < RequiredABI {
+		return nil, Check()
 	}
-	cfg := golandlock.V6
-	// Network confinement comes from the network namespace; Landlock's TCP
-	// rules would only duplicate it for network: host, where the profile
-	// asked for the host's network.
-	cfg.HandledAccessNet = 0
-	if r.BestEffort {
-		cfg = cfg.BestEffort()
+	if abi == 0 {
+		return nil, nil
 	}
-	var rules []golandlock.Rule
-	add := func(paths []string, access golandlock.AccessFSSet) error {
-		for _, p := range paths {
-			fi, err := os.Stat(p)
-			if errors.Is(err, os.ErrNotExist) {
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("stat %s: %w", p, err)
-			}
-			a := access
-			if !fi.IsDir() {
-				a &= accessFileOnly
-			}
-			rule := golandlock.PathAccess(a, p)
-			if a&ll.AccessFSRefer != 0 {
-				rule = rule.WithRefer()
-			}
-			rules = append(rules, rule)
-		}
-		return nil
+	rs := &Ruleset{HandledFS: handledFS(abi), FileMask: accessFileOnly}
+	if abi >= 6 {
+		rs.Scoped = scopes
 	}
 	for _, l := range []struct {
 		paths  []string
-		access golandlock.AccessFSSet
+		access uint64
 	}{
 		{Base.Read, accessRead}, {Base.Write, accessWrite}, {Base.Exec, accessExec},
 		{r.Read, accessRead}, {r.Write, accessWrite}, {r.Exec, accessExec},
 	} {
-		if err := add(l.paths, l.access); err != nil {
-			return err
+		for _, p := range l.paths {
+			rs.Rules = append(rs.Rules, PathRule{Path: p, Access: l.access & rs.HandledFS})
 		}
 	}
-	fd, flags, err := cfg.NewRulesetFD(rules...)
-	if err != nil {
-		return fmt.Errorf("build landlock ruleset: %w", err)
-	}
-	if fd < 0 {
-		// Best effort on a kernel without Landlock: nothing to enforce.
-		return nil
-	}
-	defer unix.Close(fd)
-	if err := ll.LandlockRestrictSelf(fd, flags); err != nil {
-		return fmt.Errorf("enforce landlock ruleset: %w", os.NewSyscallError("landlock_restrict_self", err))
-	}
-	return nil
+	return rs, nil
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/deputyhq/deputy/bpf"
 	"github.com/deputyhq/deputy/daemon/audit"
@@ -61,6 +62,10 @@ type tracedExec struct {
 	// exec has been read. gone is closed then.
 	live     int
 	seenFork bool
+	// comm is the last command name seen and its string, reused while
+	// it does not change (it changes only at exec or prctl).
+	comm     [16]byte
+	commStr  string
 	gone     chan struct{}
 	goneOnce sync.Once
 }
@@ -210,7 +215,7 @@ func (a *syscallAudit) pressure() {
 
 func (a *syscallAudit) read() {
 	defer close(a.done)
-	var argv []string
+	var scratch recordScratch
 	err := a.tr.Read(func(ev *bpf.Event) error {
 		a.busy.Store(true)
 		defer func() {
@@ -226,7 +231,7 @@ func (a *syscallAudit) read() {
 			return nil // untracked meanwhile
 		}
 		a.countProcesses(te, ev)
-		r, keep := a.convert(te, ev, &argv)
+		r, keep := a.convert(te, ev, &scratch)
 		te.resolver.Observe(ev)
 		if !keep {
 			return nil
@@ -240,6 +245,15 @@ func (a *syscallAudit) read() {
 	if err != nil {
 		a.slg.Error("syscall audit reader stopped", "err", err)
 	}
+}
+
+// commString returns comm as a string, allocating only when it changed.
+func (te *tracedExec) commString(comm *[16]byte) string {
+	if *comm != te.comm || te.commStr == "" {
+		te.comm = *comm
+		te.commStr = bpf.CString(comm[:])
+	}
+	return te.commStr
 }
 
 // countProcesses keeps te.live and closes te.gone when the last process
@@ -264,7 +278,12 @@ func (a *syscallAudit) countProcesses(te *tracedExec, ev *bpf.Event) {
 // convert turns one event into a record. Events of the init helper before
 // it executes the command are its own setup (mounts, Landlock, seccomp):
 // they are left out, and the record stream starts with the command's exec.
-func (a *syscallAudit) convert(te *tracedExec, ev *bpf.Event, argv *[]string) (*audit.Record, bool) {
+//
+// The record is scratch's, valid until the next call: at hundreds of
+// thousands of events a second, a heap record per event cost more than
+// encoding it (see BenchmarkSyscallRecord). Nothing keeps it after
+// audit.Log.Append returns.
+func (a *syscallAudit) convert(te *tracedExec, ev *bpf.Event, scratch *recordScratch) (*audit.Record, bool) {
 	h := ev.Header
 	if !te.started {
 		// The first exec is the daemon starting its init helper
@@ -278,14 +297,16 @@ func (a *syscallAudit) convert(te *tracedExec, ev *bpf.Event, argv *[]string) (*
 		}
 		te.started = true
 	}
-	r := te.base
+	r := &scratch.rec
+	*r = te.base
+	scratch.arena = scratch.arena[:0]
 	r.Timestamp = a.clock(h.Ts)
 	r.UID = h.Uid
 	r.PID, r.PPID = int(h.Pid), int(h.Ppid)
 	if h.Tid != h.Pid {
 		r.TID = int(h.Tid)
 	}
-	r.Comm = bpf.CString(h.Comm[:])
+	r.Comm = te.commString(&h.Comm)
 	r.Result = audit.ResultSuccess
 	switch ev.Kind() {
 	case bpf.KindFork:
@@ -294,12 +315,12 @@ func (a *syscallAudit) convert(te *tracedExec, ev *bpf.Event, argv *[]string) (*
 		if ev.Fork.ChildTid != ev.Fork.ChildPid {
 			return nil, false // a new thread, not a process
 		}
-		return &r, true
+		return r, true
 	case bpf.KindExec:
 		r.Action = audit.ActionProcessExec
 		r.Resource = ev.Exec.FilenameString()
 		r.Details = audit.ProcessDetails{Path: r.Resource}
-		return &r, true
+		return r, true
 	case bpf.KindExit:
 		if h.Tid != h.Pid {
 			return nil, false // thread exits: the syscall records cover them
@@ -318,7 +339,7 @@ func (a *syscallAudit) convert(te *tracedExec, ev *bpf.Event, argv *[]string) (*
 			}
 		}
 		r.Details = d
-		return &r, true
+		return r, true
 	}
 	sc := ev.Syscall
 	if sc == nil {
@@ -338,7 +359,7 @@ func (a *syscallAudit) convert(te *tracedExec, ev *bpf.Event, argv *[]string) (*
 		} else if p, ok := ev.Path.PathString(0); ok {
 			r.Resource = p
 		}
-		r.Args = rawArgs(sc)
+		r.Args = scratch.rawArgs(sc)
 		if p, ok := te.resolver.Resolve(ev, 1); ok {
 			r.Args = append(r.Args, "path2="+p)
 		}
@@ -346,16 +367,15 @@ func (a *syscallAudit) convert(te *tracedExec, ev *bpf.Event, argv *[]string) (*
 		if f, ok := ev.Execve.Filename(); ok {
 			r.Resource = f
 		}
-		*argv = ev.Execve.ArgvStrings((*argv)[:0])
-		r.Args = append([]string(nil), *argv...)
+		r.Args = ev.Execve.ArgvStrings(nil) // kept in Details: its own
 		r.Details = execveDetails(r.Syscall, r.Resource, sc, r.Args)
 	case bpf.KindSockaddr:
 		r.Resource = formatSockaddr(ev.Sockaddr.Addr())
-		r.Args = rawArgs(sc)
+		r.Args = scratch.rawArgs(sc)
 	default:
-		r.Args = rawArgs(sc)
+		r.Args = scratch.rawArgs(sc)
 	}
-	return &r, true
+	return r, true
 }
 
 // resultFor classifies a failure: refusals by a permission check (file
@@ -380,17 +400,34 @@ func archName(a bpf.Arch) string {
 	return "unknown"
 }
 
-// rawArgs renders the six argument registers; which of them a syscall uses
-// is in syscalls(2).
-func rawArgs(sc *bpf.Syscall) []string {
-	out := make([]string, 6)
+// recordScratch is the reader's reusable record and the bytes its
+// argument strings point into.
+type recordScratch struct {
+	rec   audit.Record
+	args  [7]string // six registers and a second path
+	arena []byte
+}
+
+// rawArgs renders the six argument registers (which of them a syscall
+// uses is in syscalls(2)) into strings that share the scratch arena, so
+// they cost no allocation. They are valid until the next record.
+func (s *recordScratch) rawArgs(sc *bpf.Syscall) []string {
+	if cap(s.arena) < 6*20 {
+		s.arena = make([]byte, 0, 256)
+	}
+	out := s.args[:6]
 	for i := range 6 {
+		start := len(s.arena)
 		v := sc.Args[i]
 		if v > 0xffff {
-			out[i] = "0x" + strconv.FormatUint(v, 16)
+			s.arena = append(s.arena, '0', 'x')
+			s.arena = strconv.AppendUint(s.arena, v, 16)
 		} else {
-			out[i] = strconv.FormatUint(v, 10)
+			s.arena = strconv.AppendUint(s.arena, v, 10)
 		}
+		// The arena never reallocates within a record (its capacity
+		// holds six 18-byte numbers), so earlier strings stay intact.
+		out[i] = unsafe.String(&s.arena[start], len(s.arena)-start)
 	}
 	return out
 }

@@ -33,7 +33,7 @@ func BenchmarkSyscallRecord(b *testing.B) {
 	sc.Ret = 1
 	raw := unsafe.Slice((*byte)(unsafe.Pointer(&sc)), unsafe.Sizeof(sc))
 	var ev bpf.Event
-	var argv []string
+	var scratch recordScratch
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
@@ -41,7 +41,7 @@ func BenchmarkSyscallRecord(b *testing.B) {
 		if err := bpf.Decode(raw, &ev); err != nil {
 			b.Fatal(err)
 		}
-		r, ok := a.convert(te, &ev, &argv)
+		r, ok := a.convert(te, &ev, &scratch)
 		if !ok {
 			b.Fatal("dropped")
 		}

@@ -97,6 +97,9 @@ func (l *Limiter) Allow(key string, limit int, per time.Duration, now time.Time)
 // retryAfter is the longest wait among the limits that refused. err is a
 // failure to persist, in which case nothing is charged.
 func (l *Limiter) Admit(now time.Time, limits ...Limit) (ok bool, retryAfter time.Duration, err error) {
+	if len(limits) == 0 {
+		return true, 0, nil // nothing to charge, nothing to write
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ok = true

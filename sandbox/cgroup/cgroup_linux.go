@@ -1,6 +1,7 @@
 package cgroup
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -353,11 +354,26 @@ func (g *Group) Kill() error {
 	// On hybrid a process can only be in the v1 groups through AddProc, after its clone
 	// into the cgroup2 group, so these are normally already empty.
 	for _, dir := range g.v1Dirs() {
+		if emptyLeaf(dir) {
+			continue
+		}
 		if err := killLoop(dir, nil, time.Now().Add(deleteTimeout)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// emptyLeaf reports, cheaply, that dir has no subgroup and no process, so
+// that the common case needs no walk of the tree. cgroupfs counts subgroups
+// in a directory's link count (2 + subdirectories), as kernfs does.
+func emptyLeaf(dir string) bool {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil || st.Nlink != 2 {
+		return false
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	return err == nil && len(bytes.TrimSpace(data)) == 0
 }
 
 // freezer is how the kill loop stops a group from forking while it is signalled.

@@ -172,7 +172,7 @@ func (b *bench) all() error {
 		{"setpriv", []string{"setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups", "/bin/true"}},
 		{"sudo", []string{"sudo", "-u", "nobody", "/bin/true"}},
 		{"unshare", []string{"unshare", "--mount", "--pid", "--net", "--fork", "/bin/true"}},
-		{"bwrap", []string{"bwrap", "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "/bin/true"}},
+		{"bwrap", bwrapArgv},
 	} {
 		s, err := b.spawnLatency(bl.argv, nil, nil)
 		if err != nil {
@@ -253,7 +253,7 @@ func suffix(d *daemonUnderTest) string {
 // daemon's RSS while it does.
 func (b *bench) throughput() error {
 	o := b.o
-	b.step(fmt.Sprintf("throughput: %d clients for %s", o.clients, o.throughputFor))
+	b.step(fmt.Sprintf("throughput: %d clients for %s, then bwrap from as many", o.clients, o.throughputFor))
 	stop := make(chan struct{})
 	var peak float64
 	var wg sync.WaitGroup
@@ -284,7 +284,43 @@ func (b *bench) throughput() error {
 	b.res.Memory["rss_peak_during_load_mib"] = max(peak, b.res.Memory["rss_after_load_mib"])
 	b.lost.add("throughput", rep.AuditLost)
 	b.res.throughput(o.clients, rep)
+
+	// The same load on bwrap, for scale: what this machine allows a
+	// sandbox that creates namespaces for every command.
+	execs, errs, elapsed := b.spawnThroughput(bwrapArgv, o.clients, o.throughputFor)
+	b.res.Throughput.BwrapExecsPerSec = float64(execs) / elapsed.Seconds()
+	b.res.Throughput.BwrapErrors = errs
 	return nil
+}
+
+var bwrapArgv = []string{"bwrap", "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "/bin/true"}
+
+// spawnThroughput runs argv from clients concurrent loops for d and counts
+// the completed runs and the failed ones.
+func (b *bench) spawnThroughput(argv []string, clients int, d time.Duration) (execs, errs int, elapsed time.Duration) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	began := time.Now()
+	deadline := began.Add(d)
+	for range clients {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				cmd := exec.Command(argv[0], argv[1:]...)
+				cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+				cmd.Dir = "/"
+				err := cmd.Run()
+				mu.Lock()
+				if err != nil {
+					errs++
+				} else {
+					execs++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return execs, errs, time.Since(began)
 }
 
 // workload is one command of the audit-overhead comparison.

@@ -44,6 +44,9 @@ type throughputStats struct {
 	ExecsPerSec float64  `json:"execs_per_s"`
 	P50ms       float64  `json:"p50_ms"`
 	P99ms       float64  `json:"p99_ms"`
+	// The same clients running bwrap instead, for scale.
+	BwrapExecsPerSec float64 `json:"bwrap_execs_per_s"`
+	BwrapErrors      int     `json:"bwrap_errors"`
 }
 
 type auditStats struct {
@@ -196,7 +199,8 @@ func (r *results) print(out io.Writer) {
 		row("latency "+k, f(l.P50), f(l.P99), note)
 	}
 	t := r.Throughput
-	row(fmt.Sprintf("throughput, %d clients", t.Clients), f(t.P50ms), f(t.P99ms), fmt.Sprintf("ms per exec; %.1f execs/s, %d errors in %.1fs", t.ExecsPerSec, t.Errors, t.Seconds))
+	row(fmt.Sprintf("throughput, %d clients", t.Clients), f(t.P50ms), f(t.P99ms), fmt.Sprintf("ms per exec; %.1f execs/s, %d errors in %.1fs; bwrap, same clients: %.1f execs/s (%.2fx), %d errors",
+		t.ExecsPerSec, t.Errors, t.Seconds, t.BwrapExecsPerSec, t.ExecsPerSec/t.BwrapExecsPerSec, t.BwrapErrors))
 	for _, k := range []string{"flood", "churn", "real"} {
 		w := r.Audit.Workloads[k]
 		note := fmt.Sprintf("median ms audit on; off %.1f ms; on/off %.2fx; events %v; lost %v", w.OffMedian, w.Ratio, w.Events, w.Lost)

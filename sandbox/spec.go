@@ -13,79 +13,80 @@ import (
 )
 
 // Spec is everything the init helper needs. It crosses the process boundary
-// as JSON over an inherited pipe, so it holds only plain data.
+// over an inherited pipe in the tag-length-value form of initspec_linux.go,
+// so it holds only plain data.
 type Spec struct {
 	// ExecID names the exec in errors and the hostname.
-	ExecID string `json:"exec_id"`
+	ExecID string
 	// Argv is the command; Argv[0] is an absolute path or a name looked up in
 	// the sandbox's PATH (from Env) after confinement is in force.
-	Argv []string `json:"argv"`
+	Argv []string
 	// Program, when set, is the absolute path to execute (the file the
 	// daemon's command rules judged); Argv[0] is then only what the program
 	// sees as its name.
-	Program string `json:"program,omitempty"`
+	Program string
 	// Env is the complete environment, KEY=VALUE.
-	Env []string `json:"env"`
+	Env []string
 	// Cwd is an absolute directory inside the sandbox.
-	Cwd string `json:"cwd"`
+	Cwd string
 	// UID and GID the command runs as; never 0.
-	UID uint32 `json:"uid"`
-	GID uint32 `json:"gid"`
+	UID uint32
+	GID uint32
 
 	// Loopback brings up "lo" in the exec's own network namespace
 	// (network: none), so programs that talk to themselves over 127.0.0.1
 	// work while nothing else is reachable.
-	Loopback bool `json:"loopback,omitempty"`
+	Loopback bool
 	// Mounts shape the private mount namespace.
-	Mounts Mounts `json:"mounts"`
+	Mounts Mounts
 	// Landlock is the filesystem allowlist.
-	Landlock Landlock `json:"landlock"`
+	Landlock Landlock
 	// Rlimits applied before dropping privileges.
-	Rlimits Rlimits `json:"rlimits"`
+	Rlimits Rlimits
 	// Seccomp is a compiled classic-BPF program (see sandbox/seccomp),
 	// installed last before execve. Empty means no filter, which Validate
 	// only allows when AllowNoSeccomp is set (tests of earlier layers).
-	Seccomp        []byte `json:"seccomp"`
-	AllowNoSeccomp bool   `json:"allow_no_seccomp,omitempty"`
+	Seccomp        []byte
+	AllowNoSeccomp bool
 }
 
 // Mounts describes the mount namespace the helper builds.
 type Mounts struct {
 	// ReadOnly paths are bind-mounted onto themselves read-only, nosuid and
 	// nodev, recursively: the protected paths. They win over any grant.
-	ReadOnly []string `json:"read_only"`
+	ReadOnly []string
 	// Hidden paths are covered (an empty read-only tmpfs over a directory,
 	// /dev/null over a file) so the agent cannot reach them at all.
-	Hidden []string `json:"hidden"`
+	Hidden []string
 	// TmpBytes sizes the private tmpfs on /tmp and /dev/shm.
-	TmpBytes int64 `json:"tmp_bytes"`
+	TmpBytes int64
 	// Proc mounts a fresh /proc for the exec's pid namespace.
-	Proc bool `json:"proc"`
+	Proc bool
 }
 
 // Landlock lists the paths an agent may reach and how. Paths that do not
 // exist on the host are skipped (a rule needs an inode), the base set of
 // paths ordinary programs need is added by the helper (see BasePaths).
 type Landlock struct {
-	Read  []string `json:"read"`
-	Write []string `json:"write"`
-	Exec  []string `json:"exec"`
+	Read  []string
+	Write []string
+	Exec  []string
 	// BestEffort lets the helper enforce what the kernel's Landlock ABI
 	// offers instead of refusing; only set when the daemon config opts into
 	// weaker enforcement.
-	BestEffort bool `json:"best_effort,omitempty"`
+	BestEffort bool
 	// Disabled turns Landlock off entirely; only for the audit-overhead
 	// benchmarks' baselines, never from a profile.
-	Disabled bool `json:"disabled,omitempty"`
+	Disabled bool
 }
 
 // Rlimits are resource limits of the command's processes.
 type Rlimits struct {
 	// NoFile caps open file descriptors.
-	NoFile uint64 `json:"nofile"`
+	NoFile uint64
 	// Core is always 0 in practice: a core dump could leak another
 	// process's memory into the agent's files.
-	Core uint64 `json:"core"`
+	Core uint64
 }
 
 // Validate checks the Spec before anything is launched, so that a bad

@@ -145,6 +145,9 @@ func (h *Header) CommString() string { return CString(h.Comm[:]) }
 // Name returns the syscall's name, "" if unknown.
 func (s *Syscall) Name() string { return SyscallName(Arch(s.Hdr.Arch), s.Nr) }
 
+// NArgs is how many of Args the syscall uses (see SyscallArgs).
+func (s *Syscall) NArgs() int { return SyscallArgs(Arch(s.Hdr.Arch), s.Nr) }
+
 // Arg returns argument i as a signed long (sign-extended for i386 records).
 func (s *Syscall) Arg(i int) int64 { return SignExtendArg(Arch(s.Hdr.Arch), s.Args[i]) }
 

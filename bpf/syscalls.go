@@ -39,6 +39,17 @@ func SyscallName(arch Arch, nr uint32) string {
 	return ""
 }
 
+// SyscallArgs is how many argument registers syscall nr of arch uses: the
+// others hold whatever the caller left there, and recording them would only
+// mislead. 6 where the kernel has no metadata, and for i386 (its compat
+// syscalls have no tracepoint formats to count from).
+func SyscallArgs(arch Arch, nr uint32) int {
+	if (arch == ArchX86_64 || arch == ArchX32) && int(nr) < len(syscallArgs64) {
+		return int(syscallArgs64[nr])
+	}
+	return 6
+}
+
 // SyscallNumber is the inverse of SyscallName.
 func SyscallNumber(arch Arch, name string) (uint32, bool) {
 	for nr, n := range table(arch) {

@@ -114,3 +114,30 @@ func TestSplitArgv(t *testing.T) {
 		t.Errorf("SignExtendArg(x86_64) = %d", got)
 	}
 }
+
+func TestSyscallArgs(t *testing.T) {
+	for _, tt := range []struct {
+		arch Arch
+		name string
+		want int
+	}{
+		{ArchX86_64, "getppid", 0},
+		{ArchX86_64, "close", 1},
+		{ArchX86_64, "read", 3},
+		{ArchX86_64, "openat", 4},
+		{ArchX86_64, "execve", 3},
+		{ArchX86_64, "mmap", 6},
+		{ArchI386, "getppid", 6}, // no compat metadata: every register
+	} {
+		nr, ok := SyscallNumber(tt.arch, tt.name)
+		if !ok {
+			t.Fatalf("no syscall %s for arch %v", tt.name, tt.arch)
+		}
+		if got := SyscallArgs(tt.arch, nr); got != tt.want {
+			t.Errorf("SyscallArgs(%v, %s) = %d, want %d", tt.arch, tt.name, got, tt.want)
+		}
+	}
+	if got := SyscallArgs(ArchX86_64, 100000); got != 6 {
+		t.Errorf("SyscallArgs of an unknown number = %d, want 6", got)
+	}
+}

@@ -408,15 +408,15 @@ type recordScratch struct {
 	arena []byte
 }
 
-// rawArgs renders the six argument registers (which of them a syscall
-// uses is in syscalls(2)) into strings that share the scratch arena, so
-// they cost no allocation. They are valid until the next record.
+// rawArgs renders the argument registers the syscall uses (see
+// bpf.SyscallArgs) into strings that share the scratch arena, so they cost
+// no allocation. They are valid until the next record.
 func (s *recordScratch) rawArgs(sc *bpf.Syscall) []string {
 	if cap(s.arena) < 6*20 {
 		s.arena = make([]byte, 0, 256)
 	}
-	out := s.args[:6]
-	for i := range 6 {
+	out := s.args[:sc.NArgs()]
+	for i := range out {
 		start := len(s.arena)
 		v := sc.Args[i]
 		if v > 0xffff {

@@ -58,6 +58,7 @@ func main() {
 	in32 := flag.String("in32", "include/unistd_32.h", "i386 unistd header")
 	errnoBase := flag.String("errno-base", "include/errno-base.h", "asm-generic/errno-base.h")
 	errnoExt := flag.String("errno", "include/errno.h", "asm-generic/errno.h")
+	argsPath := flag.String("args", "include/syscall_args.txt", "x86_64 syscall argument counts (name count per line)")
 	out := flag.String("out", "syscalls_table.go", "output Go file")
 	flag.Parse()
 
@@ -81,6 +82,7 @@ func main() {
 	table(&b, "syscalls64", "x86_64 syscall numbers (unistd_64.h) to names.", t64)
 	table(&b, "syscalls32", "i386 syscall numbers (unistd_32.h) to names.", t32)
 	table(&b, "errnoNames", "Linux errno values (asm-generic/errno*.h) to names.", errnos)
+	argTable(&b, t64, parseArgs(*argsPath))
 	src, err := format.Source(b.Bytes())
 	if err != nil {
 		log.Fatalf("format: %v", err)
@@ -127,6 +129,53 @@ func parse(path string, re *regexp.Regexp) map[int]string {
 		log.Fatalf("%s: no definitions found", path)
 	}
 	return t
+}
+
+// parseArgs reads "name count" lines; # starts a comment.
+func parseArgs(path string) map[string]int {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		log.Fatal(err)
+	}
+	counts := map[string]int{}
+	for i, line := range bytes.Split(data, []byte("\n")) {
+		f := bytes.Fields(line)
+		if len(f) == 0 || f[0][0] == '#' {
+			continue
+		}
+		n, err := strconv.Atoi(string(f[len(f)-1]))
+		if len(f) != 2 || err != nil || n < 0 || n > 6 {
+			log.Fatalf("%s:%d: want \"name count\" with a count of 0 to 6", path, i+1)
+		}
+		counts[string(f[0])] = n
+	}
+	if len(counts) == 0 {
+		log.Fatalf("%s: no counts", path)
+	}
+	return counts
+}
+
+// argTable writes how many argument registers each x86_64 syscall uses;
+// syscalls the kernel has no metadata for get all six.
+func argTable(b *bytes.Buffer, t map[int]string, counts map[string]int) {
+	maxNr := 0
+	for nr := range t {
+		maxNr = max(maxNr, nr)
+	}
+	b.WriteString("// syscallArgs64 is how many argument registers each x86_64 syscall uses\n")
+	b.WriteString("// (syscall tracepoint formats, bpf/include/syscall_args.txt); 6 where unknown.\n")
+	fmt.Fprintf(b, "var syscallArgs64 = [%d]uint8{\n", maxNr+1)
+	for nr := 0; nr <= maxNr; nr++ {
+		n, ok := counts[t[nr]]
+		if !ok {
+			n = 6
+		}
+		fmt.Fprintf(b, "%d,", n)
+		if nr%32 == 31 {
+			b.WriteString("\n")
+		}
+	}
+	b.WriteString("\n}\n")
 }
 
 func table(b *bytes.Buffer, name, doc string, t map[int]string) {

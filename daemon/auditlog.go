@@ -3,14 +3,14 @@ package daemon
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/deputyhq/deputy/daemon/audit"
+	"github.com/deputyhq/deputy/daemon/defaults"
 	"github.com/deputyhq/deputy/profiles"
 )
 
 // AuditDir is where the audit log lives under the daemon's state.
-func AuditDir(cfg *Config) string { return filepath.Join(cfg.State, "audit") }
+func AuditDir(cfg *Config) string { return defaults.AuditDir(cfg.State) }
 
 // openAudit opens the log and records how the previous run ended.
 func openAudit(cfg *Config, ls *loadedSet) (*audit.Log, error) {

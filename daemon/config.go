@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/deputyhq/deputy/daemon/defaults"
 	"github.com/deputyhq/deputy/profiles"
 )
 
@@ -57,9 +58,9 @@ type Principals struct {
 
 // Defaults for a config that leaves a field unset.
 const (
-	DefaultSocket     = "/run/deputy/deputy.sock"
-	DefaultProfiles   = "/etc/deputy/profiles"
-	DefaultState      = "/var/lib/deputy"
+	DefaultSocket     = defaults.Socket
+	DefaultProfiles   = defaults.Profiles
+	DefaultState      = defaults.State
 	DefaultCgroupRoot = "deputy"
 	DefaultMaxExecs   = 256
 )

@@ -301,3 +301,42 @@ func startRunning(t *testing.T, d *daemontest.Daemon, n int, argv ...string) *ex
 	}
 	return cmd
 }
+
+// TestOfflineChecksRunDeputyd covers the CLI commands that hand over to
+// deputyd's own code: lint of a valid set (warnings, status 0), doctor
+// without a daemon (a local probe), and a clear error where deputyd cannot
+// be found.
+func TestOfflineChecksRunDeputyd(t *testing.T) {
+	_, deputy := daemontest.Binaries(t)
+	root := filepath.Join("..", "profiles", "examples")
+	examples, err := filepath.Glob(filepath.Join(root, "*.yaml"))
+	if err != nil || len(examples) == 0 {
+		t.Fatalf("no example profiles in %s: %v", root, err)
+	}
+	out, err := exec.Command(deputy, append([]string{"profile", "lint"}, examples...)...).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), fmt.Sprintf("%d profile(s) valid", len(examples))) {
+		t.Fatalf("lint of the examples: %v\n%s", err, out)
+	}
+
+	cmd := exec.Command(deputy, "doctor", "--socket", filepath.Join(t.TempDir(), "none.sock"))
+	out, err = cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "layers, from the local probe:") || !strings.Contains(string(out), "landlock") {
+		t.Fatalf("doctor without a daemon: %v\n%s", err, out)
+	}
+
+	// A deputy installed alone, with no deputyd in PATH either.
+	alone := filepath.Join(t.TempDir(), "deputy")
+	data, err := os.ReadFile(deputy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(alone, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.Command(alone, "profile", "lint", examples[0])
+	cmd.Env = []string{"PATH=/nonexistent"}
+	out, err = cmd.CombinedOutput()
+	if cmd.ProcessState.ExitCode() != 125 || !strings.Contains(string(out), "deputyd is neither beside deputy nor in PATH") {
+		t.Fatalf("lint without deputyd: want status 125 and the reason, got %v\n%s", err, out)
+	}
+}

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/deputyhq/deputy/daemon/audit"
+	"github.com/deputyhq/deputy/daemon/defaults"
 	"github.com/deputyhq/deputy/daemon/identity"
 	"github.com/deputyhq/deputy/daemon/policy"
 	"github.com/deputyhq/deputy/profiles"
@@ -37,8 +38,8 @@ import (
 	"github.com/deputyhq/deputy/sandbox/seccomp"
 )
 
-// Version is set at build time (-ldflags "-X ...daemon.Version=...").
-var Version = "0.1.0-dev"
+// Version is deputyd's version (see defaults.Version).
+var Version = defaults.Version
 
 // maxMessageBytes bounds one gRPC message either way; a larger one is
 // refused by gRPC with RESOURCE_EXHAUSTED before the daemon allocates it.

@@ -22,8 +22,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/deputyhq/deputy/daemon"
 	"github.com/deputyhq/deputy/daemon/audit"
+	"github.com/deputyhq/deputy/daemon/defaults"
 	deputyv1 "github.com/deputyhq/deputy/proto/deputy/v1"
 )
 
@@ -212,7 +212,7 @@ type auditSource struct {
 
 func addAuditSource(cmd *cobra.Command) *auditSource {
 	s := &auditSource{socket: socketFlag(cmd)}
-	cmd.Flags().StringVar(&s.dir, "dir", "", "read the log files under the daemon's state `dir` (e.g. "+daemon.DefaultState+") instead of asking the daemon; needs root")
+	cmd.Flags().StringVar(&s.dir, "dir", "", "read the log files under the daemon's state `dir` (e.g. "+defaults.State+") instead of asking the daemon; needs root")
 	return s
 }
 
@@ -436,7 +436,7 @@ func (s *auditSource) resolveExec(ctx context.Context, id string) (string, error
 // auditDir is the log directory under the state directory --dir names; the
 // log directory itself is accepted too.
 func (s *auditSource) auditDir() string {
-	d := daemon.AuditDir(&daemon.Config{State: filepath.Clean(s.dir)})
+	d := defaults.AuditDir(filepath.Clean(s.dir))
 	if _, err := os.Stat(d); errors.Is(err, fs.ErrNotExist) && filepath.Base(filepath.Clean(s.dir)) == "audit" {
 		return filepath.Clean(s.dir)
 	}
@@ -452,7 +452,7 @@ func (s *auditSource) fileErr(err error) error {
 	case errors.Is(err, fs.ErrPermission):
 		return &exitError{code: exitDenied, msg: fmt.Sprintf("permission denied reading the audit log in %s: the log is root-only; run as root, or ask the daemon if you are an auditor: %v", s.auditDir(), err)}
 	case errors.Is(err, fs.ErrNotExist):
-		return &exitError{code: exitFailed, msg: fmt.Sprintf("no audit log in %s (--dir is the daemon's state directory, such as %s): %v", s.auditDir(), daemon.DefaultState, err)}
+		return &exitError{code: exitFailed, msg: fmt.Sprintf("no audit log in %s (--dir is the daemon's state directory, such as %s): %v", s.auditDir(), defaults.State, err)}
 	case errors.Is(err, audit.ErrCorrupt):
 		return &exitError{code: exitFailed, msg: fmt.Sprintf("%v (run `deputy audit verify --dir %s`)", err, s.dir)}
 	}
@@ -464,7 +464,7 @@ func (s *auditSource) fileErr(err error) error {
 func (s *auditSource) daemonErr(err error) error {
 	socket := socketPath(*s.socket)
 	if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable {
-		return &exitError{code: exitFailed, msg: fmt.Sprintf("daemon unavailable at %s (is deputyd running?): %s\nto read the log files directly, run as root with --dir %s", socket, st.Message(), daemon.DefaultState)}
+		return &exitError{code: exitFailed, msg: fmt.Sprintf("daemon unavailable at %s (is deputyd running?): %s\nto read the log files directly, run as root with --dir %s", socket, st.Message(), defaults.State)}
 	}
 	return statusExit(err, socket)
 }

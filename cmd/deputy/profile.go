@@ -1,14 +1,11 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
-	"github.com/deputyhq/deputy/daemon"
-	"github.com/deputyhq/deputy/profiles"
+	"github.com/deputyhq/deputy/daemon/defaults"
 )
 
 func newProfileCmd() *cobra.Command {
@@ -24,30 +21,11 @@ exit status 1; warnings (grants that overlap protected paths, seccomp
 overrides, host networking) print but do not fail.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := daemon.LoadConfig(configPath, daemon.Config{})
-			if err != nil {
-				return &exitError{code: 1, msg: err.Error()}
+			lintArgs := []string{"--lint"}
+			if configPath != "" {
+				lintArgs = append(lintArgs, "--config", configPath)
 			}
-			set, err := profiles.LoadFiles(args)
-			if err == nil {
-				err = daemon.CheckSeccomp(set)
-			}
-			if err != nil {
-				var list profiles.ErrorList
-				if errors.As(err, &list) {
-					for _, e := range list {
-						fmt.Fprintln(os.Stderr, e.Error())
-					}
-				} else {
-					fmt.Fprintln(os.Stderr, err.Error())
-				}
-				return &exitError{code: 1}
-			}
-			for _, w := range profiles.Lint(set, cfg.Protected()) {
-				fmt.Fprintln(os.Stderr, w.String())
-			}
-			fmt.Printf("%d profile(s) valid\n", set.Len())
-			return nil
+			return execDeputyd(append(append(lintArgs, "--"), args...)...)
 		},
 	}
 	lint.Flags().StringVar(&configPath, "config", "", "deputyd config `file`, for its protected paths (default: /var/log)")
@@ -63,7 +41,7 @@ func newVersionCmd() *cobra.Command {
 	}
 	socket := socketFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		fmt.Println("deputy", daemon.Version)
+		fmt.Println("deputy", defaults.Version)
 		client, conn, err := dial(socketPath(*socket))
 		if err != nil {
 			return nil

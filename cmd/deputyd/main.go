@@ -22,6 +22,8 @@ func run() int {
 	fs := flag.NewFlagSet("deputyd", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: deputyd [--config FILE] [--socket PATH] [--profiles DIR] [--state DIR]
+       deputyd --lint [--config FILE] PROFILE...   (what deputy profile lint runs)
+       deputyd --doctor [--config FILE]            (what deputy doctor runs without a daemon)
 
 deputyd runs commands for AI agents under each agent's own unprivileged uid,
 confined by namespaces, cgroups, Landlock and seccomp. It must run as root.
@@ -43,13 +45,15 @@ Flags:
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
 	version := fs.Bool("version", false, "print the version and exit")
 	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of the daemon to `file` until it stops (for performance work)")
+	lintMode := fs.Bool("lint", false, "validate the profile files given as arguments, as a start would, and exit")
+	doctorMode := fs.Bool("doctor", false, "probe this host's isolation and audit layers, print them and exit")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if err == flag.ErrHelp {
 			return 0
 		}
 		return 2
 	}
-	if fs.NArg() > 0 {
+	if fs.NArg() > 0 && !*lintMode {
 		fmt.Fprintf(os.Stderr, "deputyd: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
@@ -68,6 +72,12 @@ Flags:
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "deputyd: %v\n", err)
 		return 1
+	}
+	switch {
+	case *lintMode:
+		return lint(cfg, fs.Args())
+	case *doctorMode:
+		return doctor(cfg)
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

@@ -123,6 +123,12 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if os.Geteuid() != 0 {
 		return errors.New("deputyd must run as root: it switches to each agent's uid and sets up namespaces, cgroups and mounts")
 	}
+	// Catch signals before anything else: once the socket exists a client
+	// (or an operator's reload) may signal us, and SIGHUP's default action
+	// would end the daemon. They wait in the channel until serving starts.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	ls, err := LoadProfiles(cfg.Profiles)
 	if err != nil {
 		return fmt.Errorf("refusing to start: invalid profile set in %s:\n%w", cfg.Profiles, err)
@@ -201,9 +207,6 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	deputyv1.RegisterDeputyServer(gs, s)
 
 	changed := watchDir(s.baseCtx, cfg.Profiles, 500*time.Millisecond)
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gs.Serve(lis) }()

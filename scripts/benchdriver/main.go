@@ -354,6 +354,7 @@ func (b *bench) auditOverhead() error {
 	// The flood outside deputy: what a million syscalls cost on this host.
 	var native []time.Duration
 	for range o.auditReps {
+		syscall.Sync()
 		began := time.Now()
 		if out, err := exec.Command(b.flood).CombinedOutput(); err != nil {
 			return fmt.Errorf("flood outside deputy: %v: %s", err, out)
@@ -417,6 +418,10 @@ func (b *bench) runIn(d *daemonUnderTest, w workload, tag string) (*execResult, 
 		}
 		args = append(args, "--cwd", dir)
 	}
+	// Write back what earlier runs left dirty (a flood's log is hundreds
+	// of MB) before the clock starts, so that no run pays for another's
+	// I/O: an audit-off run right after an audit-on one used to.
+	syscall.Sync()
 	var r execResult
 	if err := b.worker(d, &r, append(append(args, "--"), w.argv...)...); err != nil {
 		return nil, fmt.Errorf("%s (%s): %w", w.key, d.name, err)

@@ -224,6 +224,9 @@ func (s *Server) run(ctx context.Context, stream deputyv1.Deputy_ExecServer, ls 
 		s.finishTrace(grp, traced, log)
 		return nil, err
 	}
+	if traced != nil {
+		traced.commandRunning() // from now on back-pressure may freeze it
+	}
 	if err := stream.Send(&deputyv1.ExecResponse{Kind: &deputyv1.ExecResponse_Started{Started: &deputyv1.Started{
 		ExecId: execID, Pid: int32(proc.Pid), Uid: prof.RunAs.UID, Gid: prof.RunAs.GID,
 		Agent: prof.Name, CorrelationId: req.CorrelationID,

@@ -62,6 +62,11 @@ type tracedExec struct {
 	// exec has been read. gone is closed then.
 	live     int
 	seenFork bool
+	// freezable is set once the command runs. Until then the helper is a
+	// clone(CLONE_VFORK) child of the daemon: frozen there, it would hold
+	// the cloning thread, and with it a P that Go's stop-the-world waits
+	// for, so the daemon would hang and never drain the ring to thaw it.
+	freezable atomic.Bool
 	// comm is the last command name seen and its string, reused while
 	// it does not change (it changes only at exec or prctl).
 	comm     [16]byte
@@ -201,7 +206,9 @@ func (a *syscallAudit) pressure() {
 		a.mu.RLock()
 		groups := make([]*cgroup.Group, 0, len(a.execs))
 		for _, te := range a.execs {
-			groups = append(groups, te.grp)
+			if !want || te.freezable.Load() {
+				groups = append(groups, te.grp)
+			}
 		}
 		a.mu.RUnlock()
 		for _, g := range groups {
@@ -255,6 +262,9 @@ func (te *tracedExec) commString(comm *[16]byte) string {
 	}
 	return te.commStr
 }
+
+// commandRunning marks te's command as started: back-pressure may freeze it now.
+func (te *tracedExec) commandRunning() { te.freezable.Store(true) }
 
 // countProcesses keeps te.live and closes te.gone when the last process
 // of the exec has exited.

@@ -345,14 +345,17 @@ func (g *Group) AddProc(pid int) error {
 func (g *Group) Kill() error {
 	if g.m.hasKill {
 		// cgroup.kill (5.14) kills the whole subtree atomically: no fork can escape it.
+		// On hybrid a process gets into the v1 groups only through AddProc, after its
+		// clone into the cgroup2 group, so this reaches every process of the exec too;
+		// rmdirAll deals with one that root moved out of the cgroup2 group.
 		if err := writeFile(filepath.Join(g.v2, "cgroup.kill"), "1"); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
-	} else if err := killLoop(g.v2, g.freezeFuncs(), time.Now().Add(deleteTimeout)); err != nil {
+		return nil
+	}
+	if err := killLoop(g.v2, g.freezeFuncs(), time.Now().Add(deleteTimeout)); err != nil {
 		return err
 	}
-	// On hybrid a process can only be in the v1 groups through AddProc, after its clone
-	// into the cgroup2 group, so these are normally already empty.
 	for _, dir := range g.v1Dirs() {
 		if emptyLeaf(dir) {
 			continue
@@ -664,7 +667,18 @@ func (g *Group) Delete() error {
 
 func (g *Group) rmdirAll(deadline time.Time) error {
 	var errs []error
-	for _, d := range append([]string{g.v2}, g.v1Dirs()...) {
+	if err := rmdir(g.v2, deadline); err != nil {
+		errs = append(errs, err)
+	}
+	for _, d := range g.v1Dirs() {
+		// Normally empty already (see Kill). A group still busy holds a process that is
+		// not in the cgroup2 group, or a subgroup: kill what is there, then remove.
+		if unix.Rmdir(d) == unix.EBUSY {
+			if err := killLoop(d, nil, deadline); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
 		if err := rmdir(d, deadline); err != nil {
 			errs = append(errs, err)
 		}

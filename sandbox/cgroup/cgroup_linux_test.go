@@ -488,3 +488,34 @@ func TestV1Freezer(t *testing.T) {
 	waitEmptyT(t, g)
 	_ = cmd.Wait()
 }
+
+// TestDeleteKillsProcessOnlyInV1 covers the one way a process can be in an
+// exec's v1 groups but not its cgroup2 group (root moved it there):
+// cgroup.kill misses it, so Delete must find it when the v1 group is busy.
+func TestDeleteKillsProcessOnlyInV1(t *testing.T) {
+	m := newManager(t)
+	if m.Mode() != Hybrid || len(m.groupCtrls) == 0 {
+		t.Skipf("needs hybrid cgroups (v1 controllers beside cgroup2), mode is %s", m.Mode())
+	}
+	g := create(t, m, Limits{PIDs: 5})
+	cmd := start(t, g, "sleep", "30")
+	pid := strconv.Itoa(cmd.Process.Pid)
+	// Move it to the cgroup2 root: it stays in the exec's v1 groups only.
+	if err := os.WriteFile(filepath.Join(m.v2Mount, "cgroup.procs"), []byte(pid), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(procsOf(t, g.Path()), pid) || !slices.Contains(procsOf(t, g.limitDir(m.groupCtrls[0])), pid) {
+		t.Fatalf("setup: pid %s should be in the v1 group only", pid)
+	}
+	if err := g.Delete(); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if err := cmd.Wait(); err == nil || cmd.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Errorf("wait after Delete: %v, want killed by SIGKILL", err)
+	}
+	for _, d := range g.v1Dirs() {
+		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s still there after Delete (%v)", d, err)
+		}
+	}
+}

@@ -10,5 +10,6 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	daemontest.RemoveBinaries()
+	daemontest.RemoveCgroupRoots()
 	os.Exit(code)
 }

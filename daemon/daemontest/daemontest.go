@@ -71,6 +71,27 @@ func RemoveBinaries() {
 	}
 }
 
+// RemoveCgroupRoots removes the cgroup root directories this test process's
+// daemons used (deputy-test-<pid> in every hierarchy). A daemon removes its
+// exec groups but keeps its root, as a real one keeps "deputy"; without
+// this every test run would leave one behind. Only empty directories go:
+// a leftover exec group makes the rmdir fail, and the tests that check for
+// leftovers report it. Call it from TestMain after m.Run.
+func RemoveCgroupRoots() {
+	dirs, _ := filepath.Glob(fmt.Sprintf("/sys/fs/cgroup/*/deputy-test-%d", os.Getpid()))
+	if d := fmt.Sprintf("/sys/fs/cgroup/deputy-test-%d", os.Getpid()); fileExists(d) {
+		dirs = append(dirs, d)
+	}
+	for _, d := range dirs {
+		_ = os.Remove(d)
+	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
 func moduleRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))

@@ -34,7 +34,7 @@ func openAudit(cfg *Config, ls *loadedSet) (*audit.Log, error) {
 	err = l.Append(&audit.Record{
 		PrincipalType: audit.PrincipalDaemon, PrincipalID: "deputyd", Action: audit.ActionDaemonStart,
 		Result: audit.ResultSuccess, PID: os.Getpid(),
-		Details: map[string]any{"version": Version, "config": cfg.File, "profiles": profileDigests(ls.set),
+		Details: map[string]any{"version": defaults.Version, "config": cfg.File, "profiles": profileDigests(ls.set),
 			"protected": cfg.Protected()},
 	})
 	if err != nil {

@@ -38,9 +38,6 @@ import (
 	"github.com/deputyhq/deputy/sandbox/seccomp"
 )
 
-// Version is deputyd's version (see defaults.Version).
-var Version = defaults.Version
-
 // maxMessageBytes bounds one gRPC message either way; a larger one is
 // refused by gRPC with RESOURCE_EXHAUSTED before the daemon allocates it.
 const maxMessageBytes = 4 << 20
@@ -210,7 +207,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gs.Serve(lis) }()
-	log.Info("deputyd started", "version", Version, "socket", cfg.Socket, "profiles", cfg.Profiles,
+	log.Info("deputyd started", "version", defaults.Version, "socket", cfg.Socket, "profiles", cfg.Profiles,
 		"agents", ls.set.Len(), "state", cfg.State, "protected", cfg.Protected())
 
 	for {
@@ -324,7 +321,7 @@ func (s *Server) Version(ctx context.Context, _ *deputyv1.VersionRequest) (*depu
 	if err != nil {
 		return nil, status.Error(codes.Unauthenticated, err.Error())
 	}
-	resp := &deputyv1.VersionResponse{Version: Version, PeerUid: p.UID, StartedAt: timestamppb.New(s.started)}
+	resp := &deputyv1.VersionResponse{Version: defaults.Version, PeerUid: p.UID, StartedAt: timestamppb.New(s.started)}
 	if prof, ok := s.profiles.Load().set.ForUID(p.UID); ok {
 		resp.Agent = prof.Name
 	}

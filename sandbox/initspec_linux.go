@@ -102,9 +102,7 @@ func encodeSpec(s *Spec) ([]byte, error) {
 	}
 	// The resolved working directory must stay where the daemon's check of
 	// the requested one allowed it (see CwdAllowed).
-	for _, list := range [][]string{s.Landlock.Read, s.Landlock.Write, s.Landlock.Exec, {"/tmp"}} {
-		w.strs(tagCwdRoot, list)
-	}
+	w.strs(tagCwdRoot, cwdRoots(s.Landlock.Read, s.Landlock.Write, s.Landlock.Exec))
 	if s.Rlimits.NoFile != 0 {
 		w.u64(tagRlimitNoFile, s.Rlimits.NoFile)
 	}

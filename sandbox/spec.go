@@ -216,12 +216,21 @@ func CwdAllowed(cwd string, grants ...[]string) error {
 	if Within(cwd, "/proc") {
 		return fmt.Errorf("cwd %s: a working directory under /proc is not allowed", cwd)
 	}
-	for _, list := range append(grants, []string{"/tmp"}) {
-		for _, dir := range list {
-			if Within(cwd, dir) {
-				return nil
-			}
+	for _, dir := range cwdRoots(grants...) {
+		if Within(cwd, dir) {
+			return nil
 		}
 	}
 	return fmt.Errorf("cwd %s is outside the profile's filesystem paths", cwd)
+}
+
+// cwdRoots are the directories a working directory may be under: the
+// grants and the exec's private /tmp. The helper checks the resolved cwd
+// against the same list (see encodeSpec).
+func cwdRoots(grants ...[]string) []string {
+	var roots []string
+	for _, list := range grants {
+		roots = append(roots, list...)
+	}
+	return append(roots, "/tmp")
 }

@@ -12,6 +12,7 @@ import (
 	"runtime/pprof"
 
 	"github.com/deputyhq/deputy/daemon"
+	"github.com/deputyhq/deputy/daemon/defaults"
 )
 
 func main() {
@@ -58,7 +59,7 @@ Flags:
 		return 2
 	}
 	if *version {
-		fmt.Println("deputyd", daemon.Version)
+		fmt.Println("deputyd", defaults.Version)
 		return 0
 	}
 	var level slog.Level

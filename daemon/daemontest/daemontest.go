@@ -78,18 +78,11 @@ func RemoveBinaries() {
 // a leftover exec group makes the rmdir fail, and the tests that check for
 // leftovers report it. Call it from TestMain after m.Run.
 func RemoveCgroupRoots() {
-	dirs, _ := filepath.Glob(fmt.Sprintf("/sys/fs/cgroup/*/deputy-test-%d", os.Getpid()))
-	if d := fmt.Sprintf("/sys/fs/cgroup/deputy-test-%d", os.Getpid()); fileExists(d) {
-		dirs = append(dirs, d)
-	}
-	for _, d := range dirs {
+	name := fmt.Sprintf("deputy-test-%d", os.Getpid())
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + name)
+	for _, d := range append(dirs, "/sys/fs/cgroup/"+name) { // hybrid hierarchies, pure v2
 		_ = os.Remove(d)
 	}
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
 }
 
 func moduleRoot() string {

@@ -1,7 +1,6 @@
 package cgroup
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -342,41 +341,18 @@ func (g *Group) AddProc(pid int) error {
 }
 
 // Kill sends SIGKILL to every process in the group. It does not wait: see WaitEmpty.
+// On hybrid hosts a process gets into the v1 groups only through AddProc, after its clone
+// into the cgroup2 group, so killing the cgroup2 group reaches every process of the exec;
+// rmdirAll deals with one that root moved out of it.
 func (g *Group) Kill() error {
 	if g.m.hasKill {
 		// cgroup.kill (5.14) kills the whole subtree atomically: no fork can escape it.
-		// On hybrid a process gets into the v1 groups only through AddProc, after its
-		// clone into the cgroup2 group, so this reaches every process of the exec too;
-		// rmdirAll deals with one that root moved out of the cgroup2 group.
 		if err := writeFile(filepath.Join(g.v2, "cgroup.kill"), "1"); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 		return nil
 	}
-	if err := killLoop(g.v2, g.freezeFuncs(), time.Now().Add(deleteTimeout)); err != nil {
-		return err
-	}
-	for _, dir := range g.v1Dirs() {
-		if emptyLeaf(dir) {
-			continue
-		}
-		if err := killLoop(dir, nil, time.Now().Add(deleteTimeout)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// emptyLeaf reports, cheaply, that dir has no subgroup and no process, so
-// that the common case needs no walk of the tree. cgroupfs counts subgroups
-// in a directory's link count (2 + subdirectories), as kernfs does.
-func emptyLeaf(dir string) bool {
-	var st unix.Stat_t
-	if err := unix.Stat(dir, &st); err != nil || st.Nlink != 2 {
-		return false
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
-	return err == nil && len(bytes.TrimSpace(data)) == 0
+	return killLoop(g.v2, g.freezeFuncs(), time.Now().Add(deleteTimeout))
 }
 
 // freezer is how the kill loop stops a group from forking while it is signalled.

@@ -2,6 +2,7 @@ package landlock
 
 import (
 	"fmt"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -45,14 +46,15 @@ func handledFS(abi int) uint64 {
 }
 
 // ABI returns the kernel's Landlock ABI version, 0 when Landlock is absent
-// or disabled.
-func ABI() int {
+// or disabled. The kernel's answer cannot change while we run, so it is
+// asked once, not on every exec (Compile).
+var ABI = sync.OnceValue(func() int {
 	v, _, errno := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET, 0, 0, unix.LANDLOCK_CREATE_RULESET_VERSION)
 	if errno != 0 {
 		return 0
 	}
 	return int(v)
-}
+})
 
 // Check reports whether the kernel can enforce everything Deputy relies on.
 func Check() error {

@@ -295,6 +295,15 @@ func (b *bench) throughput() error {
 
 var bwrapArgv = []string{"bwrap", "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "/bin/true"}
 
+// baselineCommand is argv as the baselines run it: a plain PATH plus env,
+// in /.
+func baselineCommand(argv []string, env ...string) *exec.Cmd {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, env...)
+	cmd.Dir = "/"
+	return cmd
+}
+
 // spawnThroughput runs argv from clients concurrent loops for d and counts
 // the completed runs and the failed ones.
 func (b *bench) spawnThroughput(argv []string, clients int, d time.Duration) (execs, errs int, elapsed time.Duration) {
@@ -305,10 +314,7 @@ func (b *bench) spawnThroughput(argv []string, clients int, d time.Duration) (ex
 	for range clients {
 		wg.Go(func() {
 			for time.Now().Before(deadline) {
-				cmd := exec.Command(argv[0], argv[1:]...)
-				cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
-				cmd.Dir = "/"
-				err := cmd.Run()
+				err := baselineCommand(argv).Run()
 				mu.Lock()
 				if err != nil {
 					errs++
@@ -460,9 +466,7 @@ func (b *bench) peerCred() *syscall.Credential {
 func (b *bench) spawnLatency(argv []string, cred *syscall.Credential, onStderr func([]byte), env ...string) ([]time.Duration, error) {
 	var samples []time.Duration
 	for i := range b.o.latencyWarmup + b.o.latencyN {
-		cmd := exec.Command(argv[0], argv[1:]...)
-		cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, env...)
-		cmd.Dir = "/"
+		cmd := baselineCommand(argv, env...)
 		if cred != nil {
 			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 		}
